@@ -1,0 +1,75 @@
+"""Input checks shared by the public functions.
+
+Every message names the argument and the shapes involved, so that a reader who passes a
+wrong tensor learns what was expected instead of meeting a NaN or a cryptic broadcast error.
+"""
+
+from __future__ import annotations
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def tensor(x, name: str, *, min_dim: int = 0, float_: bool = True) -> torch.Tensor:
+    """Check that ``x`` is a tensor with at least ``min_dim`` axes (and a float dtype)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < min_dim:
+        raise ValueError(
+            f"{name} must have at least {min_dim} dimensions, got shape {tuple(x.shape)}"
+        )
+    if float_ and x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
+    return x
+
+
+def same_dtype(**tensors: torch.Tensor) -> None:
+    """Check that all named tensors share one dtype."""
+    dtypes = {name: t.dtype for name, t in tensors.items()}
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
+        raise TypeError(f"dtypes must match, got {listed}")
+
+
+def batch_shapes_broadcast(**shapes: tuple) -> None:
+    """Check that the named leading (batch) shapes broadcast against each other."""
+    try:
+        torch.broadcast_shapes(*shapes.values())
+    except RuntimeError:
+        listed = ", ".join(f"{n} {tuple(s)}" for n, s in shapes.items())
+        raise ValueError(f"batch dimensions do not broadcast: {listed}") from None
+
+
+def mask(m, name: str, target_shape: tuple) -> torch.Tensor | None:
+    """Check that ``m`` is None or a boolean tensor broadcastable to ``target_shape``."""
+    if m is None:
+        return None
+    if not isinstance(m, torch.Tensor):
+        raise TypeError(f"{name} must be a boolean torch.Tensor or None, got {type(m).__name__}")
+    if m.dtype != torch.bool:
+        raise TypeError(
+            f"{name} must be a boolean tensor (True = may attend), got dtype {m.dtype}"
+        )
+    try:
+        shape = torch.broadcast_shapes(m.shape, target_shape)
+    except RuntimeError:
+        shape = None
+    if shape != torch.Size(target_shape):
+        raise ValueError(
+            f"{name} of shape {tuple(m.shape)} does not broadcast to the scores' shape "
+            f"{tuple(target_shape)}"
+        )
+    return m
+
+
+def finite(x: torch.Tensor, name: str) -> None:
+    """Reject NaN inputs (infinite values are allowed: they are legitimate masked scores)."""
+    if torch.isnan(x).any():
+        raise ValueError(f"{name} contains NaN (shape {tuple(x.shape)})")
+
+
+def positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
