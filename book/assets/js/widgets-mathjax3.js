@@ -19,7 +19,7 @@
         var started = mj.startup && mj.startup.promise ? mj.startup.promise : Promise.resolve();
         started
           .then(function () { return mj.typesetPromise([element]); })
-          .catch(function (err) { console.warn("widget label not typeset:", err); });
+          .catch(function (err) { console.error("widget label not typeset:", err); });
       }
     };
   }

@@ -1,0 +1,147 @@
+"""Shared fixtures for the tests of the built book.
+
+* ``built_book``: builds the book once per test run into ``_build/html`` with the virtual
+  environment's ``jupyter-book build . -W -n --keep-going`` and returns that folder. A file lock
+  makes the pytest-xdist workers share one build: the first to ask builds, the others wait and
+  reuse it (or fail with the same build log). ``BOOK_HTML=/path/to/html`` tests another build.
+* ``serve_directory``: serves a folder over ``http://127.0.0.1:<free port>`` from a thread.
+* ``chromium``: Debian's ``/usr/bin/chromium`` driven by Playwright (never ``playwright install``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_DIR = ROOT / "_build"
+HTML_DIR = BUILD_DIR / "html"
+JB_FLAGS = ["-W", "-n", "--keep-going"]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# One id for the whole run, shared by the xdist workers (xdist sets it in each worker).
+RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
+
+
+def jupyter_book_executable() -> Path:
+    exe = Path(sys.executable).parent / "jupyter-book"
+    if not exe.exists():
+        pytest.fail(f"{exe} not found: run the tests with the virtual environment (`make test`).")
+    return exe
+
+
+def log_tail(path: Path, lines: int = 60) -> str:
+    text = path.read_text(errors="replace").splitlines() if path.exists() else []
+    return "\n".join(text[-lines:])
+
+
+def build_book(log_path: Path) -> dict:
+    """Run the book build; return {"returncode", "log", "reports"}."""
+    command = [str(jupyter_book_executable()), "build", ".", *JB_FLAGS]
+    with open(log_path, "w") as log:
+        log.write("$ " + " ".join(command) + "\n")
+        log.flush()
+        result = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    reports = sorted(str(p.relative_to(ROOT)) for p in (HTML_DIR / "reports").rglob("*.log"))
+    return {"returncode": result.returncode, "log": str(log_path), "reports": reports}
+
+
+@pytest.fixture(scope="session")
+def built_book() -> Path:
+    """``_build/html``, built in this test run (once, whichever xdist worker asks first).
+
+    ``BOOK_HTML=/path/to/html`` uses a book built elsewhere instead (a preview under /tmp).
+    """
+    if os.environ.get("BOOK_HTML"):
+        html = Path(os.environ["BOOK_HTML"])
+        if not (html / "index.html").exists():
+            pytest.fail(f"BOOK_HTML={html} holds no index.html", pytrace=False)
+        return html
+    BUILD_DIR.mkdir(exist_ok=True)
+    stamp = BUILD_DIR / ".book-build.json"
+    log_path = BUILD_DIR / "book-build.log"
+    with open(BUILD_DIR / ".book-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            done = json.loads(stamp.read_text()) if stamp.exists() else {}
+            if done.get("run") != RUN_ID:
+                done = {"run": RUN_ID, **build_book(log_path)}
+                stamp.write_text(json.dumps(done))
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    if done["returncode"] != 0:
+        reports = "".join(f"\n  {r}" for r in done["reports"]) or " none"
+        pytest.fail(
+            f"`jupyter-book build . {' '.join(JB_FLAGS)}` exited with {done['returncode']}.\n"
+            f"Execution reports:{reports}\nLast lines of {done['log']}:\n{log_tail(Path(done['log']))}",
+            pytrace=False,
+        )
+    if not (HTML_DIR / "index.html").exists():
+        pytest.fail(f"the build succeeded but {HTML_DIR / 'index.html'} is missing", pytrace=False)
+    return HTML_DIR
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass
+
+
+@contextlib.contextmanager
+def serving(directory: Path):
+    """Serve ``directory`` on 127.0.0.1 (a free port) from a thread; yield the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="book-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def serve_directory():
+    """A function ``serve(directory) -> base URL``; servers stop at the end of the session."""
+    with contextlib.ExitStack() as stack:
+        yield lambda directory: stack.enter_context(serving(Path(directory)))
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Debian Chromium driven by Playwright."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: run `bash tools/ensure_chromium.sh` (as root; `make test` "
+            "does it) to install Debian's chromium.",
+            pytrace=False,
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

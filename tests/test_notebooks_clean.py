@@ -1,0 +1,51 @@
+"""Chapter notebooks are committed clean: no outputs, no execution counts, kernel `python3`.
+
+Outputs belong to the build (`_build/`), not to the repository: they bloat diffs, go stale
+and hide whether the code still runs. Clear them with
+`.venv/bin/jupyter nbconvert --clear-output --inplace chapters/*.ipynb`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted(
+    p for p in (ROOT / "chapters").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
+)
+IDS = [str(p.relative_to(ROOT)) for p in NOTEBOOKS]
+
+
+def test_there_are_chapter_notebooks():
+    assert NOTEBOOKS, "no notebook under chapters/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_has_no_outputs_or_execution_counts(path: Path):
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    dirty = []
+    for index, cell in enumerate(notebook["cells"]):
+        if cell.get("cell_type") != "code":
+            continue
+        if cell.get("outputs"):
+            dirty.append(f"cell {index}: {len(cell['outputs'])} output(s)")
+        if cell.get("execution_count") is not None:
+            dirty.append(f"cell {index}: execution_count {cell['execution_count']}")
+    if notebook.get("metadata", {}).get("widgets"):
+        dirty.append("notebook metadata: saved widget state")
+    assert not dirty, (
+        f"{path.name} is committed with outputs; clear them with "
+        f"`jupyter nbconvert --clear-output --inplace {path.relative_to(ROOT)}`:\n  " + "\n  ".join(dirty)
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_kernel_is_python3(path: Path):
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    kernelspec = notebook.get("metadata", {}).get("kernelspec", {})
+    assert kernelspec.get("name") == "python3", (
+        f"{path.name}: kernelspec name is {kernelspec.get('name')!r}, want 'python3'"
+    )
