@@ -40,8 +40,9 @@ book: $(STAMP) $(ASSETS)
 browser:
 	bash tools/ensure_chromium.sh
 
+# nbval executes every chapter notebook (failing on errors); loadfile keeps a notebook on one worker.
 test: $(STAMP) $(ASSETS) browser
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env
 
 clean:
 	rm -rf _build .cache
