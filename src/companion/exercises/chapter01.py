@@ -33,23 +33,27 @@ def _nw_cases():
     return cases
 
 
+def _sq_dist(x_query, x_train):
+    return (x_query[..., :, None] - x_train[..., None, :]) ** 2  # (B, n, m)
+
+
 def _nw_unnormalised(x_query, x_train, y_train, width):
-    d2 = (x_query[..., :, None] - x_train[..., None, :]) ** 2
+    d2 = _sq_dist(x_query, x_train)
     return (torch.exp(-d2 / (2 * width**2)) * y_train[..., None, :]).sum(-1)
 
 
 def _nw_softmax_over_queries(x_query, x_train, y_train, width):
-    d2 = (x_query[..., :, None] - x_train[..., None, :]) ** 2
+    d2 = _sq_dist(x_query, x_train)
     return (torch.softmax(-d2 / (2 * width**2), dim=-2) * y_train[..., None, :]).sum(-1)
 
 
 def _nw_width_not_squared(x_query, x_train, y_train, width):
-    d2 = (x_query[..., :, None] - x_train[..., None, :]) ** 2
+    d2 = _sq_dist(x_query, x_train)
     return (torch.softmax(-d2 / (2 * width), dim=-1) * y_train[..., None, :]).sum(-1)
 
 
 def _nw_unstable(x_query, x_train, y_train, width):
-    d2 = (x_query[..., :, None] - x_train[..., None, :]) ** 2
+    d2 = _sq_dist(x_query, x_train)
     k = torch.exp(-d2 / (2 * width**2))
     return (k / k.sum(-1, keepdim=True) * y_train[..., None, :]).sum(-1)
 
