@@ -351,7 +351,7 @@ function companionAttentionView(root, data) {
       var gi = sv("g", { "data-q": i }, g);
       for (var j = 0; j < K; j++) {
         var w = weight(l, h, i, j), f = frac(w);
-        if (f < 0.01) continue;
+        if (f < 0.05) continue;  // small panels: leave out the faintest lines
         sv("line", { x1: x + 4, y1: y + (i + 0.5) * sq, x2: x + pw - 4, y2: y + (j + 0.5) * sk,
                      stroke: colour(w), "stroke-width": (0.5 + 2 * f).toFixed(2),
                      "stroke-opacity": (0.2 + 0.8 * f).toFixed(3), "data-w": fmt(w) }, gi);
