@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -39,6 +40,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+PAGE_SUMMARY = "book-pages.txt"  # written next to the HTML folder by test_book_html.py
+SESSION_START = time.time()
 # One id for the whole run, shared by the xdist workers (xdist sets it in each worker).
 RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
 
@@ -145,3 +148,12 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Show the built pages' sizes and what the browser checks saw, when this run made them."""
+    html = Path(os.environ["BOOK_HTML"]) if os.environ.get("BOOK_HTML") else HTML_DIR
+    summary = html.parent / PAGE_SUMMARY
+    if summary.exists() and summary.stat().st_mtime >= SESSION_START:
+        terminalreporter.write_sep("-", "built book pages checked in Chromium")
+        terminalreporter.write(summary.read_text())

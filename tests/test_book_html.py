@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import JB_FLAGS, ROOT, jupyter_book_executable, log_tail
+from conftest import JB_FLAGS, PAGE_SUMMARY, ROOT, jupyter_book_executable, log_tail
 
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
@@ -385,14 +385,17 @@ def test_status_page_lists_every_notebook_as_passed(book, name):
 def test_every_page_is_built_and_summary(book, capsys):
     """Every toc page exists in the build; prints each page's size and what the checks saw."""
     reports = {name: book.report(name) for name in PAGES}
+    lines = ["   HTML kB  equations  images  dropdowns  widgets  page"]
+    for name, r in reports.items():
+        s = r.state
+        lines.append(
+            f"  {r.html_bytes / 1e3:8.1f}  {s['mathElements']:9d}  {len(s['images']):6d}  "
+            f"{len(r.dropdowns):9d}  {s['widgetViews']:7d}  {name}"
+        )
+    # conftest.py prints this file at the end of the run (xdist workers' output is not shown).
+    (book.html_dir.parent / PAGE_SUMMARY).write_text("\n".join(lines) + "\n")
     with capsys.disabled():
-        print("\n   HTML kB  equations  images  dropdowns  widgets  page")
-        for name, r in reports.items():
-            s = r.state
-            print(
-                f"  {r.html_bytes / 1e3:8.1f}  {s['mathElements']:9d}  {len(s['images']):6d}  "
-                f"{len(r.dropdowns):9d}  {s['widgetViews']:7d}  {name}"
-            )
+        print("\n" + "\n".join(lines))
     missing = [name for name, r in reports.items() if r.html_bytes == 0]
     assert missing == [], f"pages of _toc.yml missing from the build: {missing}"
 
