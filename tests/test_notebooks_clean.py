@@ -49,3 +49,31 @@ def test_notebook_kernel_is_python3(path: Path):
     assert kernelspec.get("name") == "python3", (
         f"{path.name}: kernelspec name is {kernelspec.get('name')!r}, want 'python3'"
     )
+
+
+def repository_url() -> str:
+    import yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    return config["repository"]["url"].rstrip("/")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_installs_the_companion_on_colab(path: Path):
+    """The Colab launch button opens the bare notebook: its first code cell (hidden from the
+    book, tag `remove-cell`) installs the companion from the repository when it is missing."""
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    code = [c for c in notebook["cells"] if c.get("cell_type") == "code"]
+    assert code, f"{path.name} has no code cell"
+    first = code[0]
+    source = "".join(first.get("source", ""))
+    assert "remove-cell" in first.get("metadata", {}).get("tags", []), (
+        f"{path.name}: the first code cell (the Colab install cell) is not tagged remove-cell"
+    )
+    assert "import companion" in source and "except ImportError" in source, (
+        f"{path.name}: the first code cell does not try `import companion` first"
+    )
+    assert f"git+{repository_url()}" in source and "pip install" in source, (
+        f"{path.name}: the first code cell does not pip-install the companion from "
+        f"git+{repository_url()}"
+    )
