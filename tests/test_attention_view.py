@@ -264,3 +264,17 @@ def test_widget_update_redraws_and_keeps_state_on_bad_input():
     assert widget.data == before and len(seen) == 1
     widget.update(title="after", mode="heatmap")
     assert widget.data["title"] == "after" and widget.data["mode"] == "heatmap"
+
+
+def test_output_updater_holds_the_current_view_without_png():
+    out = AttentionView(weights(2, 4, 4), TOKS, title="first").output()
+    (shown,) = out.outputs
+    assert set(shown["data"]) == {"text/plain", "text/html"}  # no PNG in the widget state
+    assert embedded_json(shown["data"]["text/html"])["title"] == "first"
+    out.update(weights=weights(3, 3, seed=2), query_tokens=["a", "b", "c"], title="second")
+    (shown,) = out.outputs
+    data = embedded_json(shown["data"]["text/html"])
+    assert data["title"] == "second" and data["shape"] == [1, 1, 3, 3]
+    with pytest.raises(ValueError, match="key_tokens are required"):
+        out.update(weights=weights(3, 5))
+    assert out.outputs == (shown,) and out.view.data == data

@@ -25,8 +25,14 @@ bottom in a fresh kernel, the counters, and hence the ids, are the same on every
 ``id="..."`` to choose the id yourself. The script finds its container through
 ``document.currentScript`` first and the id second, and touches nothing outside it.
 
-For a live kernel, :meth:`AttentionView.widget` returns an ``anywidget`` widget that runs the
-same JavaScript and redraws when Python calls ``widget.update(weights=..., query_tokens=...)``.
+For a live kernel there are two ways to let Python redraw a view:
+
+* :meth:`AttentionView.output` returns an ``ipywidgets.Output`` with an ``update(**changes)``
+  method. It also works in the built book (the static page shows the last view drawn, still
+  interactive), so it is the one for chapters; so is displaying an ``AttentionView`` from an
+  ``ipywidgets.interact`` callback.
+* :meth:`AttentionView.widget` returns an ``anywidget`` widget that runs the same JavaScript and
+  redraws in place from ``widget.update(...)``; live kernels only (the static book cannot load it).
 """
 
 from __future__ import annotations
@@ -268,8 +274,8 @@ class AttentionView:
         cid = id or self._next_id()
         L, H, n_q, n_k = self.shape
         fallback = html.escape(
-            f"Interactive attention view ({self._summary()}): it needs JavaScript, which this "
-            "viewer does not run."
+            f"Interactive attention view ({self._summary()}). It is drawn by JavaScript, which "
+            "did not run here: run the cell again, or trust the notebook, to see it."
         )
         return (
             f'<div class="companion-attention-view" id="{cid}">'
@@ -360,13 +366,25 @@ class AttentionView:
         args.update(changes)
         return AttentionView(**args)
 
+    def output(self):
+        """An ``ipywidgets.Output`` showing this view, redrawn by ``out.update(**changes)``.
+
+        Safe in chapters the book executes: the Output widget is one the book's widget
+        renderer knows, so the static page shows (and runs) the last view drawn, while in a
+        live kernel every ``update`` from a callback (a slider, a button) redraws it. The
+        PNG is left out of the widget's state to keep the page small.
+        """
+        return _output_class()(self)
+
     def widget(self):
         """An ``anywidget`` widget showing this view in a live kernel (JupyterLab, Notebook 7,
         Colab, VS Code). It runs the same JavaScript and redraws when Python calls
         ``widget.update(weights=..., query_tokens=..., key_tokens=..., title=...)``, so that
         ipywidgets callbacks (choose an example, retrain, change a temperature) can drive it.
 
-        Needs a kernel: the static HTML book cannot run it (show the view itself there).
+        Needs a kernel: the static HTML book cannot load the anywidget module (its page
+        would log "Could not load module anywidget"), so chapters the book executes should
+        use :meth:`output` or display the view from an ``ipywidgets.interact`` callback.
         """
         return _widget_class()(self)
 
@@ -414,6 +432,38 @@ def _widget_class():
 
     _WIDGET_CLASS = AttentionWidget
     return AttentionWidget
+
+
+_OUTPUT_CLASS = None
+
+
+def _output_class():
+    global _OUTPUT_CLASS
+    if _OUTPUT_CLASS is not None:
+        return _OUTPUT_CLASS
+    import ipywidgets
+
+    class AttentionOutput(ipywidgets.Output):
+        """An Output widget holding one :class:`AttentionView`; see :meth:`AttentionView.output`."""
+
+        def __init__(self, view: AttentionView):
+            if not isinstance(view, AttentionView):
+                raise TypeError(f"view must be an AttentionView, got {type(view).__name__}")
+            super().__init__()
+            self._show(view)
+
+        def _show(self, view: AttentionView) -> None:
+            bundle = {"text/plain": repr(view), "text/html": view.to_html()}
+            self.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
+            self.view = view
+
+        def update(self, **changes) -> None:
+            """Redraw with new arguments (``weights``, ``query_tokens``, ``title``, ...).
+            Invalid arguments raise before anything changes."""
+            self._show(self.view.replace(**changes))
+
+    _OUTPUT_CLASS = AttentionOutput
+    return AttentionOutput
 
 
 def standalone_page(views: Sequence[AttentionView], title: str = "Attention views") -> str:

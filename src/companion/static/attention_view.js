@@ -227,7 +227,9 @@ function companionAttentionView(root, data) {
 
   function drawLines(svg, x0, y0, h) {
     var Q = d.shape[2], K = d.shape[3], l = st.layer;
-    var qw = textWidth(d.q), kw = textWidth(d.k) + 42;   // room for the weight after a key
+    // the columns are as wide as their longest token or caption (bold: a few px more)
+    var qw = Math.max(textWidth(d.q), textWidth([d.qlabel]) + 8);
+    var kw = Math.max(textWidth(d.k), textWidth([d.klabel]) + 8) + 42;  // + room for the weight
     var top = y0 + 20, xa = x0 + qw, xb = xa + GAP;
     sv("text", { x: xa - 6, y: y0 + 12, "text-anchor": "end", "font-weight": 600 }, svg, d.qlabel);
     sv("text", { x: xb + 6, y: y0 + 12, "font-weight": 600 }, svg, d.klabel);
