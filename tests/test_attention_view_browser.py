@@ -5,7 +5,8 @@
    head changes what is drawn, hovering and the keyboard change the highlighted weights, one
    viewer's controls leave the others alone, no console error, no request leaves the page.
 2. The built book: every page of ``_build/html`` that holds a viewer gets the same checks, and
-   its size is printed (budget 2 MB). When the book is not built or no page has a viewer yet,
+   its size is printed and written to ``attention-view-pages.txt`` beside the HTML folder
+   (budget 2 MB). When the book is not built or no page has a viewer yet,
    the test is skipped with a message saying so, never passed.
 """
 
@@ -267,14 +268,10 @@ def test_viewer_in_an_iframe_and_outside_requests_are_blocked(browser, test_site
 
 @pytest.fixture(scope="module")
 def book_html(request) -> Path:
-    """The built book: the shared `built_book` fixture when conftest.py has one, else `_build/html`
-    (built here, into `_build`, only when it is missing). ``COMPANION_BOOK_HTML=/path/to/html``
-    points the test at another build (a preview under /tmp)."""
-    if os.environ.get("COMPANION_BOOK_HTML"):
-        return Path(os.environ["COMPANION_BOOK_HTML"])
+    """The built book: conftest.py's shared ``built_book`` (which honours ``BOOK_HTML=...``);
+    without that fixture, ``_build/html``, built here into ``_build`` only when it is missing."""
     try:
-        built = request.getfixturevalue("built_book")
-        return Path(built / "html" if (Path(built) / "html").is_dir() else built)
+        return Path(request.getfixturevalue("built_book"))
     except pytest.FixtureLookupError:
         pass
     html = ROOT / "_build" / "html"
@@ -305,5 +302,8 @@ def test_built_book_pages_with_viewers(browser, book_html, capsys):
             w.close()
             with capsys.disabled():
                 print(f"\n  {rel}: {n} viewer(s), {sizes[rel] / 1e6:.2f} MB of HTML")
+    # the sizes, also for runs under xdist (whose workers' prints are not shown)
+    (book_html.parent / "attention-view-pages.txt").write_text(
+        "".join(f"{k}\t{v}\n" for k, v in sizes.items()), "utf-8")
     too_big = {k: v for k, v in sizes.items() if v >= PAGE_BUDGET}
     assert not too_big, f"pages over the {PAGE_BUDGET / 1e6:.0f} MB budget: {too_big}"
