@@ -158,6 +158,8 @@ class AttentionView:
         max_cells: size guard; more weights than this raise a ValueError.
         layer_names, head_names: labels of the choices (default "layer 1", "head 1", ...).
         query_label, key_label: captions of the two token columns.
+        layer_label, head_label: captions of the two choices (e.g. ``head_label="Sequence"``
+            when the leading axis of a 3-D tensor is a batch rather than heads).
         id: the container's HTML id (default: derived from the data, see the module docstring).
         png: include an ``image/png`` rendering in the mime bundle.
     """
@@ -179,6 +181,8 @@ class AttentionView:
         head_names: Sequence[str] | None = None,
         query_label: str = "queries",
         key_label: str = "keys",
+        layer_label: str = "Layer",
+        head_label: str = "Head",
         id: str | None = None,
         png: bool = True,
     ):
@@ -186,7 +190,7 @@ class AttentionView:
             weights=weights, query_tokens=query_tokens, key_tokens=key_tokens, title=title,
             layer=layer, head=head, mode=mode, vmax=vmax, decimals=decimals, max_cells=max_cells,
             layer_names=layer_names, head_names=head_names, query_label=query_label,
-            key_label=key_label, id=id, png=png,
+            key_label=key_label, layer_label=layer_label, head_label=head_label, id=id, png=png,
         )
         if isinstance(max_cells, bool) or not isinstance(max_cells, int) or max_cells <= 0:
             raise ValueError(f"max_cells must be a positive integer, got {max_cells!r}")
@@ -231,7 +235,8 @@ class AttentionView:
                 f"id must start with a letter and hold only letters, digits, '-' and '_' "
                 f"(at most 64), got {id!r}"
             )
-        for value, name in ((title, "title"), (query_label, "query_label"), (key_label, "key_label")):
+        for value, name in ((title, "title"), (query_label, "query_label"), (key_label, "key_label"),
+                            (layer_label, "layer_label"), (head_label, "head_label")):
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{name} must be a string, got {type(value).__name__}")
         self.weights = w
@@ -253,6 +258,8 @@ class AttentionView:
             "title": title,
             "qlabel": query_label,
             "klabel": key_label,
+            "llabel": layer_label,
+            "hlabel": head_label,
         }
         self._json = _script_json(self.data)
         self.content_hash = hashlib.sha256(self._json.encode("utf-8")).hexdigest()[:12]

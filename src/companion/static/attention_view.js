@@ -8,7 +8,7 @@
  *   shape [L, H, Q, K]; w: flat integers, weight = w / scale, index ((l*H + h)*Q + i)*K + j;
  *   q, k: token strings; vmax: top of the colour scale; cmap: colours from 0 to vmax;
  *   layers, heads: names; mode: "lines" | "heatmap"; layer: int; head: int or -1 (all heads);
- *   title, qlabel, klabel: strings or null.
+ *   title, qlabel, klabel, llabel, hlabel: strings or null (captions).
  *
  * Every element it touches is created under `root`, so several viewers share a page.
  * Returns {update(data), destroy()}.
@@ -81,16 +81,16 @@ function companionAttentionView(root, data) {
   function buildBar() {
     var bar = el("div", { "class": "cav-bar" }, body);
     if (d.shape[0] > 1) {
-      var lab = el("label", {}, bar, "Layer ");
+      var lab = el("label", {}, bar, (d.llabel || "Layer") + " ");
       var sel = el("select", { "aria-label": "layer", "data-role": "layer" }, lab);
       d.layers.forEach(function (name, l) { el("option", { value: l }, sel, name); });
       sel.value = String(st.layer);
       sel.addEventListener("change", function () { st.layer = +sel.value; draw(); });
     }
     if (d.shape[1] > 1) {
-      var labh = el("label", {}, bar, "Head ");
+      var labh = el("label", {}, bar, (d.hlabel || "Head") + " ");
       var selh = el("select", { "aria-label": "head", "data-role": "head" }, labh);
-      el("option", { value: -1 }, selh, "all heads");
+      el("option", { value: -1 }, selh, "all (grid)");
       d.heads.forEach(function (name, h) { el("option", { value: h }, selh, name); });
       selh.value = String(st.head);
       selh.addEventListener("change", function () { st.head = +selh.value; draw(); });
