@@ -144,8 +144,13 @@ async () => {
 JS_WAIT_MATHJAX = """
 async () => {
   if (window.MathJax && window.MathJax.startup && window.MathJax.startup.promise) {
-    await window.MathJax.startup.promise;
+    try {
+      await window.MathJax.startup.promise;
+    } catch (error) {
+      return String(error && error.message || error);
+    }
   }
+  return null;
 }
 """
 
@@ -269,7 +274,9 @@ class BookBrowser:
         try:
             response = page.goto(url, wait_until="load", timeout=60_000)
             report.http_status = response.status if response else None
-            page.evaluate(JS_WAIT_MATHJAX)
+            mathjax_error = page.evaluate(JS_WAIT_MATHJAX)
+            if mathjax_error:
+                report.console_errors.append(f"MathJax failed: {mathjax_error}")
             page.evaluate(JS_WAIT_IMAGES)
             try:
                 page.wait_for_function(JS_WIDGETS_DONE, timeout=20_000)
@@ -306,12 +313,17 @@ def test_page_loads_offline_without_errors(book, name, record_property):
     assert report.console_errors == [], f"{name} logged errors:\n" + "\n".join(report.console_errors)
 
 
+def first(items: list, n: int = 8) -> str:
+    more = f" ... and {len(items) - n} more" if len(items) > n else ""
+    return f"{len(items)}: {items[:n]}{more}"
+
+
 @pytest.mark.parametrize("name", PAGES)
 def test_math_is_typeset(book, name):
     state = book.report(name).state
-    assert state["rawTex"] == [], f"{name}: raw TeX left in the text: {state['rawTex']}"
-    assert state["untypeset"] == [], f"{name}: equations MathJax did not typeset: {state['untypeset']}"
-    assert state["texErrors"] == [], f"{name}: MathJax shows TeX errors: {state['texErrors']}"
+    assert state["rawTex"] == [], f"{name}: raw TeX left in the text, {first(state['rawTex'])}"
+    assert state["untypeset"] == [], f"{name}: equations MathJax did not typeset, {first(state['untypeset'])}"
+    assert state["texErrors"] == [], f"{name}: MathJax shows TeX errors, {first(state['texErrors'])}"
     if state["mathElements"]:
         assert state["mjxContainers"] >= state["mathElements"], (
             f"{name}: {state['mathElements']} equations but {state['mjxContainers']} typeset"

@@ -5,7 +5,8 @@ The npm packages pinned in ``package.json``/``package-lock.json`` are installed 
 ``book/assets/vendor/`` (gitignored), which ``_config.yml`` lists in ``html_static_path``,
 so Sphinx copies them to ``_build/html/_static/``:
 
-* ``mathjax/tex-chtml.js`` and ``mathjax/output/chtml/fonts/woff-v2/`` (``mathjax_path``);
+* ``mathjax/tex-chtml.js``, ``mathjax/output/chtml/fonts/woff-v2/`` and the components it loads on
+  demand: TeX extensions (``\boldsymbol`` autoloads one) and the accessibility tools (``mathjax_path``);
 * ``html-manager/embed.js`` and the font and image files it refers to (``nb_ipywidgets_js``):
   the html-manager's self-contained bundle, which renders the base and controls widgets from
   the widget state saved in a notebook without RequireJS and without fetching modules.
@@ -32,6 +33,11 @@ VENDOR = ROOT / "book" / "assets" / "vendor"
 MATHJAX_FILES = [
     ("mathjax/es5/tex-chtml.js", "mathjax/tex-chtml.js"),
     ("mathjax/es5/output/chtml/fonts/woff-v2", "mathjax/output/chtml/fonts/woff-v2"),
+    # TeX packages that tex-chtml.js loads on first use (\boldsymbol, \cancel, mathtools, ...)
+    ("mathjax/es5/input/tex/extensions", "mathjax/input/tex/extensions"),
+    # what MathJax's menu loads when a reader turns on its accessibility features
+    ("mathjax/es5/a11y", "mathjax/a11y"),
+    ("mathjax/es5/sre", "mathjax/sre"),
     ("mathjax/LICENSE", "mathjax/LICENSE"),
 ]
 # The bundle loads its fonts and images from the folder it is served from.
