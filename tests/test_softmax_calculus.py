@@ -167,5 +167,7 @@ def test_attention_inputs_rejected_with_clear_messages():
         sdpa_backward(q, k, v, torch.zeros(2, 3, 5, dtype=torch.float64))
     with pytest.raises(TypeError, match="dtypes must match"):
         sdpa_query_jacobian(q.float(), k, v)
+    with pytest.raises(TypeError, match="dtypes must match, got value: torch.float64, grad_output: torch.float32"):
+        sdpa_backward(q, k, v, torch.zeros(2, 3, 6))
     with pytest.raises(TypeError, match="value must be a torch.Tensor"):
         sdpa_backward(q, k, v.numpy(), torch.zeros(2, 3, 6))

@@ -62,7 +62,8 @@ def scaled_dot_product_attention(query, key, value, mask=None):
 
     Equal to ``torch.nn.functional.scaled_dot_product_attention(query, key, value,
     attn_mask=mask)`` for every query that may attend to at least one key; a query whose
-    mask row is all False gets zero weights and a zero output (torch gives NaN there).
+    mask row is all False gets zero weights and a zero output (a plain ``torch.softmax`` of
+    ``-inf``-filled scores gives NaN there).
 
     Args:
         query: ``(B, ..., Lq, d_k)``; key: ``(B, ..., Lk, d_k)``; value: ``(B, ..., Lk, d_v)``.

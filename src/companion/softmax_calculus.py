@@ -89,21 +89,6 @@ def softmax_jacobian(scores: torch.Tensor) -> torch.Tensor:
     return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)  # (..., n, n)
 
 
-def _check_qkv(query, key, value):
-    for t, name in ((query, "query"), (key, "key"), (value, "value")):
-        _validate.tensor(t, name, min_dim=2)
-    _validate.same_dtype(query=query, key=key, value=value)
-    if query.shape[-1] != key.shape[-1]:
-        raise ValueError(
-            f"query and key must have the same feature size d_k, got query {tuple(query.shape)} "
-            f"and key {tuple(key.shape)}"
-        )
-    if key.shape[-2] != value.shape[-2]:
-        raise ValueError(
-            f"key and value must have the same length, got key {tuple(key.shape)} and value {tuple(value.shape)}"
-        )
-
-
 def sdpa_query_jacobian(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                         mask: torch.Tensor | None = None) -> torch.Tensor:
     """Jacobian of each attention output with respect to its own query (eq. 2.do-dq).
@@ -118,9 +103,9 @@ def sdpa_query_jacobian(query: torch.Tensor, key: torch.Tensor, value: torch.Ten
     Returns:
         ``(B, ..., Lq, d_v, d)``: one ``d_v x d`` matrix per query.
     """
-    _check_qkv(query, key, value)
-    d = query.shape[-1]
+    # scaled_dot_product_attention validates the inputs (types, dtypes, matching sizes)
     output, alpha = scaled_dot_product_attention(query, key, value, mask)  # (B, ..., Lq, d_v), (B, ..., Lq, Lk)
+    d = query.shape[-1]
     centred = value.unsqueeze(-3) - output.unsqueeze(-2)  # (B, ..., Lq, Lk, d_v): v_j - o_i
     weighted = alpha.unsqueeze(-1) * centred  # (B, ..., Lq, Lk, d_v)
     return weighted.transpose(-2, -1) @ key.unsqueeze(-3) / math.sqrt(d)  # (B, ..., Lq, d_v, d)
@@ -134,10 +119,10 @@ def sdpa_backward(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, g
     with the shapes of ``query``, ``key`` and ``value`` (for batch axes that broadcast, the
     gradient keeps the broadcast shape).
     """
-    _check_qkv(query, key, value)
-    _validate.tensor(grad_output, "grad_output", min_dim=2)
-    d = query.shape[-1]
     output, alpha = scaled_dot_product_attention(query, key, value, mask)  # (B, ..., Lq, d_v), (B, ..., Lq, Lk)
+    _validate.tensor(grad_output, "grad_output", min_dim=2)
+    _validate.same_dtype(value=value, grad_output=grad_output)
+    d = query.shape[-1]
     if grad_output.shape != output.shape:
         raise ValueError(
             f"grad_output must have the output's shape {tuple(output.shape)}, got {tuple(grad_output.shape)}"
