@@ -195,6 +195,10 @@ def test_options_are_validated():
     for kwargs, msg in cases:
         with pytest.raises(ValueError, match=msg):
             AttentionView(w, TOKS, **kwargs)
+    with pytest.raises(TypeError, match="head_label must be a string"):
+        AttentionView(w, TOKS, head_label=3)
+    labelled = AttentionView(w, TOKS, head_label="Sequence", head_names=["s1", "s2"]).data
+    assert (labelled["hlabel"], labelled["llabel"], labelled["heads"]) == ("Sequence", "Layer", ["s1", "s2"])
     assert AttentionView(w, TOKS, head="all").data["head"] == -1
     assert AttentionView(w, TOKS, head=-1).data["head"] == 1
     assert AttentionView(weights(4, 4), TOKS, head="all").data["head"] == 0  # one head: no grid

@@ -1,6 +1,6 @@
 """AttentionView in headless Chromium, with every request off 127.0.0.1 blocked.
 
-1. A standalone page written by the companion (four viewers, two of them with the same data,
+1. A standalone page written by the companion (five viewers, two of them with the same data,
    and one more inside an iframe as Colab shows outputs): every viewer renders, choosing another
    head changes what is drawn, hovering and the keyboard change the highlighted weights, one
    viewer's controls leave the others alone, no console error, no request leaves the page.
@@ -12,14 +12,9 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
-import os
 import re
 import subprocess
 import sys
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -28,44 +23,12 @@ import torch
 
 from companion.attention_view import AttentionView, standalone_page
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ROOT = Path(__file__).resolve().parents[1]
 PAGE_BUDGET = 2_000_000  # bytes of HTML a chapter page may weigh with its viewers
 # Console noise of the book's theme that has nothing to do with the viewer (see TOOLCHAIN.md).
 BOOK_NOISE = re.compile(r"THEBE_JS_URL|invalid theme mode|favicon", re.I)
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-if not os.path.exists(CHROMIUM):  # pragma: no cover - `make test` installs it first
-    pytest.skip(f"{CHROMIUM} is missing: run `make browser` (tools/ensure_chromium.sh)",
-                allow_module_level=True)
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@contextmanager
-def serve(directory: Path):
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+# Chromium, the local server and the shared book build come from conftest.py's fixtures
+# (`chromium`, `serve_directory`, `built_book`).
 
 
 class Watched:
@@ -182,86 +145,92 @@ def test_site(tmp_path_factory):
     return out
 
 
-def test_standalone_page_viewers_work_offline(browser, test_site):
-    with serve(test_site) as base:
-        w = Watched(browser, base)
-        w.page.goto(f"{base}/index.html", wait_until="load")
-        assert check_viewers(w.page, expect_at_least=5) == 5
-        assert w.errors == [] and w.outside == []
+@pytest.fixture(scope="module")
+def site_url(serve_directory, test_site) -> str:
+    return serve_directory(test_site)
+
+
+@pytest.fixture
+def open_page(chromium, site_url):
+    """``open_page(name)``: a watched page of the test site, loaded; closed after the test."""
+    opened = []
+
+    def open_(name: str) -> Watched:
+        w = Watched(chromium, site_url)
+        opened.append(w)
+        w.page.goto(f"{site_url}/{name}", wait_until="load")
+        return w
+
+    yield open_
+    for w in opened:
         w.close()
 
 
-def test_viewers_on_one_page_are_independent(browser, test_site):
-    with serve(test_site) as base:
-        w = Watched(browser, base)
-        w.page.goto(f"{base}/index.html", wait_until="load")
-        views = w.page.locator(".companion-attention-view")
-        first, twin = views.nth(0), views.nth(3)  # same weights, same tokens
-        assert drawn(first) == drawn(twin)
-        twin.locator("select[data-role=head]").select_option("2")
-        twin.locator(".cav-seg button[data-mode=heatmap]").click()
-        assert first.locator("select[data-role=head]").input_value() == "0"
-        assert first.locator(".cav-seg button[data-mode=lines]").get_attribute("aria-pressed") == "true"
-        assert drawn(first) != drawn(twin)
-        twin.locator(".cav-tok").nth(2).hover()
-        assert highlighted(first).startswith("|") and not highlighted(twin).startswith("|")
-        assert w.errors == []
-        w.close()
+def test_standalone_page_viewers_work_offline(open_page):
+    w = open_page("index.html")
+    assert check_viewers(w.page, expect_at_least=5) == 5
+    assert w.errors == [] and w.outside == []
 
 
-def test_all_heads_grid_and_tile_choice(browser, test_site):
-    with serve(test_site) as base:
-        w = Watched(browser, base)
-        w.page.goto(f"{base}/index.html", wait_until="load")
-        grid = w.page.locator(".companion-attention-view").nth(2)
-        assert grid.locator(".cav-tile").count() == 3
-        grid.locator(".cav-tok").nth(1).hover()
-        outlines = grid.evaluate(
-            "v => Array.from(v.querySelectorAll('.cav-tile rect[stroke=\"#e9a03b\"]')).length")
-        status = grid.locator(".cav-status").text_content()
-        assert status.count("head ") == 3, status  # one answer per head
-        assert outlines == 0  # lines mode: mini line panels, no heatmap outlines
-        before = drawn(grid)
-        grid.locator("select[data-role=layer]").select_option("1")
-        assert drawn(grid) != before
-        grid.locator(".cav-tile").nth(2).click()
-        assert grid.locator("select[data-role=head]").input_value() == "2"
-        assert grid.locator(".cav-tile").count() == 0
-        assert w.errors == []
-        w.close()
+def test_viewers_on_one_page_are_independent(open_page):
+    w = open_page("index.html")
+    views = w.page.locator(".companion-attention-view")
+    first, twin = views.nth(0), views.nth(3)  # same weights, same tokens
+    assert drawn(first) == drawn(twin)
+    twin.locator("select[data-role=head]").select_option("2")
+    twin.locator(".cav-seg button[data-mode=heatmap]").click()
+    assert first.locator("select[data-role=head]").input_value() == "0"
+    assert first.locator(".cav-seg button[data-mode=lines]").get_attribute("aria-pressed") == "true"
+    assert drawn(first) != drawn(twin)
+    twin.locator(".cav-tok").nth(2).hover()
+    assert highlighted(first).startswith("|") and not highlighted(twin).startswith("|")
+    assert w.errors == []
 
 
-def test_keyboard_moves_between_query_tokens_and_pins(browser, test_site):
-    with serve(test_site) as base:
-        w = Watched(browser, base)
-        w.page.goto(f"{base}/index.html", wait_until="load")
-        v = w.page.locator(".companion-attention-view").nth(0)
-        v.locator(".cav-tok").nth(0).focus()
-        assert v.locator(".cav-status").text_content().startswith("\u201cthe\u201d")
-        w.page.keyboard.press("ArrowDown")
-        assert v.locator(".cav-status").text_content().startswith("\u201ccat\u201d")
-        w.page.keyboard.press("Enter")
-        assert "pinned" in v.locator(".cav-status").text_content()
-        w.page.keyboard.press("Escape")
-        assert v.locator(".cav-status").text_content() == ""
-        # a masked query (row of zeros) is reported as such
-        m = w.page.locator(".companion-attention-view").nth(4)
-        m.locator(".cav-tok").nth(3).hover()
-        assert "masked" in m.locator(".cav-status").text_content()
-        assert w.errors == []
-        w.close()
+def test_all_heads_grid_and_tile_choice(open_page):
+    w = open_page("index.html")
+    grid = w.page.locator(".companion-attention-view").nth(2)
+    assert grid.locator(".cav-tile").count() == 3
+    grid.locator(".cav-tok").nth(1).hover()
+    outlines = grid.evaluate(
+        "v => Array.from(v.querySelectorAll('.cav-tile rect[stroke=\"#e9a03b\"]')).length")
+    status = grid.locator(".cav-status").text_content()
+    assert status.count("head ") == 3, status  # one answer per head
+    assert outlines == 0  # lines mode: mini line panels, no heatmap outlines
+    before = drawn(grid)
+    grid.locator("select[data-role=layer]").select_option("1")
+    assert drawn(grid) != before
+    grid.locator(".cav-tile").nth(2).click()
+    assert grid.locator("select[data-role=head]").input_value() == "2"
+    assert grid.locator(".cav-tile").count() == 0
+    assert w.errors == []
 
 
-def test_viewer_in_an_iframe_and_outside_requests_are_blocked(browser, test_site):
-    with serve(test_site) as base:
-        w = Watched(browser, base)
-        w.page.goto(f"{base}/framed.html", wait_until="load")
-        frame = w.page.frame_locator("iframe")
-        assert frame.locator(".companion-attention-view").get_attribute("data-rendered") == "1"
-        assert frame.locator(".companion-attention-view rect[data-w]").count() == 12
-        # the guard itself works: the deliberate CDN image was stopped and recorded
-        assert w.outside == ["https://cdn.example.org/should-be-blocked.png"]
-        w.close()
+def test_keyboard_moves_between_query_tokens_and_pins(open_page):
+    w = open_page("index.html")
+    v = w.page.locator(".companion-attention-view").nth(0)
+    v.locator(".cav-tok").nth(0).focus()
+    assert v.locator(".cav-status").text_content().startswith("\u201cthe\u201d")
+    w.page.keyboard.press("ArrowDown")
+    assert v.locator(".cav-status").text_content().startswith("\u201ccat\u201d")
+    w.page.keyboard.press("Enter")
+    assert "pinned" in v.locator(".cav-status").text_content()
+    w.page.keyboard.press("Escape")
+    assert v.locator(".cav-status").text_content() == ""
+    # a masked query (row of zeros) is reported as such
+    m = w.page.locator(".companion-attention-view").nth(4)
+    m.locator(".cav-tok").nth(3).hover()
+    assert "masked" in m.locator(".cav-status").text_content()
+    assert w.errors == []
+
+
+def test_viewer_in_an_iframe_and_outside_requests_are_blocked(open_page):
+    w = open_page("framed.html")
+    frame = w.page.frame_locator("iframe")
+    assert frame.locator(".companion-attention-view").get_attribute("data-rendered") == "1"
+    assert frame.locator(".companion-attention-view rect[data-w]").count() == 12
+    # the guard itself works: the deliberate CDN image was stopped and recorded
+    assert w.outside == ["https://cdn.example.org/should-be-blocked.png"]
 
 
 # ---- 2. the built book -----------------------------------------------------------------
@@ -282,26 +251,26 @@ def book_html(request) -> Path:
     return html
 
 
-def test_built_book_pages_with_viewers(browser, book_html, capsys):
+def test_built_book_pages_with_viewers(chromium, serve_directory, book_html, capsys):
     pages = sorted(p for p in book_html.rglob("*.html")
                    if "_sources" not in p.parts and "companion-attention-view" in p.read_text("utf-8", "ignore"))
     if not pages:
         pytest.skip(f"no page of the built book at {book_html} holds an AttentionView yet: "
                     "nothing was checked in the book (the standalone-page tests still ran)")
     sizes = {}
-    with serve(book_html) as base:
-        for path in pages:
-            rel = path.relative_to(book_html).as_posix()
-            sizes[rel] = path.stat().st_size
-            w = Watched(browser, base)
-            w.page.goto(f"{base}/{rel}", wait_until="load")
-            n = check_viewers(w.page)
-            errors = [e for e in w.errors if not BOOK_NOISE.search(e)]
-            assert errors == [], f"{rel}: console errors {errors}"
-            assert w.outside == [], f"{rel}: requests left the page: {w.outside}"
-            w.close()
-            with capsys.disabled():
-                print(f"\n  {rel}: {n} viewer(s), {sizes[rel] / 1e6:.2f} MB of HTML")
+    base = serve_directory(book_html)
+    for path in pages:
+        rel = path.relative_to(book_html).as_posix()
+        sizes[rel] = path.stat().st_size
+        w = Watched(chromium, base)
+        w.page.goto(f"{base}/{rel}", wait_until="load")
+        n = check_viewers(w.page)
+        errors = [e for e in w.errors if not BOOK_NOISE.search(e)]
+        assert errors == [], f"{rel}: console errors {errors}"
+        assert w.outside == [], f"{rel}: requests left the page: {w.outside}"
+        w.close()
+        with capsys.disabled():
+            print(f"\n  {rel}: {n} viewer(s), {sizes[rel] / 1e6:.2f} MB of HTML")
     # the sizes, also for runs under xdist (whose workers' prints are not shown)
     (book_html.parent / "attention-view-pages.txt").write_text(
         "".join(f"{k}\t{v}\n" for k, v in sizes.items()), "utf-8")
