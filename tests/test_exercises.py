@@ -52,6 +52,14 @@ def test_value_and_choice_checkers():
     assert value.check([0.25, 0.75])
     assert "Hint: order" in value.check([0.75, 0.25]).message
     assert "wrong shape" in value.check(0.5).message
+    assert "0.25" not in value.check([0.3, 0.75]).message  # never reveals the answer
+    assert "too large" in value.check([0.3, 0.75]).message
+    scalar = ValueExercise(id="t-s", title="S", expected=lambda: 64.0)
+    for wrong in (8.0, "sixty-four", None):
+        message = scalar.check(wrong).message
+        assert "64" not in message, message
+    assert "too small" in scalar.check(8.0).message
+    assert "replace it with your answer" in scalar.check(None).message
     choice = ChoiceExercise(id="t-c", title="C", options={"a": "x", "b": "y"}, answer="b", explanation="because",
                             mistakes=(Mistake("a", "think again"),))
     assert choice.check(" B ")

@@ -79,21 +79,28 @@ def _describe(x) -> str:
     return f"{type(x).__name__} {x!r}"[:120]
 
 
-def compare(got, expected, *, rtol: float, atol: float, what: str = "the result") -> str | None:
-    """None when ``got`` matches ``expected``; otherwise a sentence saying how it differs."""
+def compare(got, expected, *, rtol: float, atol: float, what: str = "the result", reveal: bool = True) -> str | None:
+    """None when ``got`` matches ``expected``; otherwise a sentence saying how it differs.
+
+    With ``reveal=False`` (value exercises, where the expected value *is* the answer) the
+    sentence says where and in which direction the answer is off, never the expected value.
+    """
     if isinstance(expected, tuple):
         if not isinstance(got, (tuple, list)) or len(got) != len(expected):
             return f"{what} should be a tuple of {len(expected)} items, got {_describe(got)}"
         for i, (g, e) in enumerate(zip(got, expected)):
-            problem = compare(g, e, rtol=rtol, atol=atol, what=f"{what}[{i}]")
+            problem = compare(g, e, rtol=rtol, atol=atol, what=f"{what}[{i}]", reveal=reveal)
             if problem:
                 return problem
         return None
     if got is None:
+        if not reveal:
+            return f"{what} is None: replace it with your answer"
         return f"{what} is None: did the function forget to `return`?"
     g, e = _to_array(got), _to_array(expected)
     if g is None:
-        return f"{what} should be {_describe(expected)}, got {_describe(got)}"
+        kind = _describe(expected) if reveal else ("a number" if np.ndim(e) == 0 else f"an array of shape {e.shape}")
+        return f"{what} should be {kind}, got {_describe(got)}"
     if g.shape != e.shape:
         return f"{what} has the wrong shape: expected {e.shape}, got {g.shape}"
     bad_nan = np.isnan(g) & ~np.isnan(e)
@@ -107,7 +114,13 @@ def compare(got, expected, *, rtol: float, atol: float, what: str = "the result"
     lines = [f"{what} differs from the reference at {len(wrong)} of {e.size} entries"]
     for index in wrong[:3]:
         index = tuple(int(i) for i in index)
-        lines.append(f"  at index {index}: expected {e[index]:.6g}, got {g[index]:.6g}")
+        if reveal:
+            lines.append(f"  at index {index}: expected {e[index]:.6g}, got {g[index]:.6g}")
+        else:
+            direction = "too large" if g[index] > e[index] else "too small"
+            lines.append(f"  at index {index}: {g[index]:.6g} is {direction}")
+    if e.ndim == 0 and not reveal:
+        return f"{what} {g.item():.6g} is not right: it is {'too large' if g > e else 'too small'}"
     return "\n".join(lines)
 
 
@@ -191,7 +204,7 @@ class ValueExercise:
 
     def check(self, answer) -> Feedback:
         expected = self.expected()
-        problem = compare(answer, expected, rtol=self.rtol, atol=self.atol, what="your value")
+        problem = compare(answer, expected, rtol=self.rtol, atol=self.atol, what="your value", reveal=False)
         if problem is None:
             return Feedback(self.id, True, f"{self.title}: that is the right value.")
         for mistake in self.mistakes:
