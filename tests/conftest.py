@@ -5,7 +5,8 @@
   makes the pytest-xdist workers share one build: the first to ask builds, the others wait and
   reuse it (or fail with the same build log). ``BOOK_HTML=/path/to/html`` tests another build.
 * ``serve_directory``: serves a folder over ``http://127.0.0.1:<free port>`` from a thread.
-* ``chromium``: Debian's ``/usr/bin/chromium`` driven by Playwright (never ``playwright install``).
+* ``chromium``: Debian's ``/usr/bin/chromium`` driven by Playwright (never ``playwright install``),
+  one per test module.
 """
 
 from __future__ import annotations
@@ -131,9 +132,13 @@ def serve_directory():
         yield lambda directory: stack.enter_context(serving(Path(directory)))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """A headless Debian Chromium driven by Playwright."""
+    """A headless Debian Chromium driven by Playwright, one per test module.
+
+    Module scope, not session: Playwright's sync API refuses to start while another instance
+    runs in the same process, and other test modules on the same xdist worker start their own.
+    """
     if not CHROMIUM.exists():
         pytest.fail(
             f"{CHROMIUM} is missing: run `bash tools/ensure_chromium.sh` (as root; `make test` "
