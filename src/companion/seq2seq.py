@@ -30,6 +30,7 @@ from . import _validate
 from .attention import attend
 from .masks import padding_mask
 from .scoring import AdditiveScore, GeneralScore, dot_score
+from .toy_translation import BOS, EOS
 
 KINDS = ("plain", "bahdanau", "luong")
 LUONG_SCORES = ("dot", "general", "concat")
@@ -216,8 +217,6 @@ class Seq2Seq(nn.Module):
     @torch.no_grad()
     def greedy(self, src, src_lengths, max_steps: int | None = None):
         """Greedy decoding: ``(ids (B, T'), weights (B, T', S) or None)``; stops at ``<eos>``."""
-        from .toy_translation import BOS, EOS
-
         _check_inputs(src, src_lengths)
         max_steps = src.shape[1] + 1 if max_steps is None else _validate.positive_int(max_steps, "max_steps")
         annotations, summary = self.encoder(self.encoder.embed(src), src_lengths)
