@@ -1,8 +1,9 @@
 """Chapter 3's experiments: the attention models reach the chapter's 0.98 exact-match bar with
 their real configuration, the plain model falls off with length, bad settings are rejected.
 
-Measured (seed 0, default configs, one thread): Bahdanau exact match 0.98-0.99, Luong 0.98-0.99;
-plain 0.45 overall, about 0.95 on 3-5 words and under 0.05 on 11-12 words.
+Measured (default configs, one thread, seeds 0-2): Bahdanau exact match 1.0 every time, Luong
+0.994-0.998; plain (seed 0) 0.578 overall: 0.99 on 3-5 words, 0.73 on 6-8, 0.27 on 9-10, 0.04 on
+11-12. Each trains in 18-25 s on an idle core.
 """
 
 import json
