@@ -91,6 +91,38 @@ def test_run_is_seeded_cached_and_loaded_safely(line_experiment, tmp_path, monke
     assert not other.cached and len(list(tmp_path.iterdir())) == 2
 
 
+def test_cache_key_depends_on_name_config_and_code(line_experiment, monkeypatch):
+    config = experiments.config_of(line_experiment)
+    key = registry.cache_key(line_experiment, config)
+    assert key == registry.cache_key(line_experiment, config)  # stable
+    assert key != registry.cache_key(line_experiment, experiments.config_of(line_experiment, seed=1))
+    assert key != registry.cache_key("other-name", config)
+    fingerprint = registry.source_fingerprint()
+    assert len(fingerprint) == 16 and fingerprint == registry.source_fingerprint()
+    experiments.run(line_experiment, progress=False)
+    assert experiments.run(line_experiment, progress=False).cached
+    # edited code: the weights trained by the old code are not reused
+    monkeypatch.setattr(registry, "source_fingerprint", lambda: "0" * 16)
+    assert registry.cache_key(line_experiment, config) != key
+    assert not experiments.run(line_experiment, progress=False).cached
+
+
+def test_source_fingerprint_reads_the_package_sources(monkeypatch, tmp_path):
+    package = tmp_path / "companion"
+    (package / "experiments").mkdir(parents=True)
+    (package / "experiments" / "registry.py").write_text("# stand-in")
+    (package / "attention.py").write_text("x = 1\n")
+    monkeypatch.setattr(registry, "__file__", str(package / "experiments" / "registry.py"))
+    registry.source_fingerprint.cache_clear()
+    try:
+        before = registry.source_fingerprint()
+        registry.source_fingerprint.cache_clear()
+        (package / "attention.py").write_text("x = 2\n")
+        assert registry.source_fingerprint() != before
+    finally:
+        registry.source_fingerprint.cache_clear()
+
+
 def test_unknown_names_and_settings_are_rejected(line_experiment):
     with pytest.raises(ValueError, match="unknown experiment 'nope'"):
         experiments.run("nope")

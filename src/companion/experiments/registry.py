@@ -9,15 +9,17 @@ An experiment is a configuration dataclass plus two functions:
 
 :func:`run` seeds everything, trains, and caches the weights (``torch.save`` of the
 ``state_dict``, loaded back with ``weights_only=True``: no pickle is ever executed) under a
-key derived from the experiment's name and its full configuration. A second call with the
-same configuration loads the weights instead of training; a fresh clone has no cache and
-trains once.
+key derived from the experiment's name, its full configuration and the companion's source
+code. A second call with the same configuration and the same code loads the weights instead
+of training; editing any of the package's Python files retrains, so weights trained by older
+code are never shown as if they came from the current one; a fresh clone trains once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -106,10 +108,21 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "attention-book"
 
 
+@functools.lru_cache(maxsize=1)
+def source_fingerprint() -> str:
+    """A hash of the companion package's Python sources (their paths and contents)."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def cache_key(name: str, config) -> str:
     blob = json.dumps(
         {"experiment": name, "config": dataclasses.asdict(config), "format": CACHE_FORMAT,
-         "torch": torch.__version__.split("+")[0]},
+         "torch": torch.__version__.split("+")[0], "code": source_fingerprint()},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
