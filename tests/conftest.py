@@ -47,6 +47,16 @@ SESSION_START = time.time()
 RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
 
 
+@pytest.fixture(scope="module")
+def private_cache(tmp_path_factory) -> Path:
+    """Point the experiments' cache at a fresh folder for one test module, so that the module's
+    runs always train, with the code as it is now, and share their models with each other."""
+    with pytest.MonkeyPatch.context() as mp:
+        folder = tmp_path_factory.mktemp("experiments-cache")
+        mp.setenv("COMPANION_CACHE_DIR", str(folder))
+        yield folder
+
+
 def jupyter_book_executable() -> Path:
     exe = Path(sys.executable).parent / "jupyter-book"
     if not exe.exists():

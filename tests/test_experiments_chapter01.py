@@ -23,10 +23,8 @@ def cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COMPANION_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        return experiments.run("nadaraya-watson", progress=False)
+def default_run(private_cache):
+    return experiments.run("nadaraya-watson", progress=False)
 
 
 def test_reaches_its_stated_test_error(default_run):

@@ -16,20 +16,9 @@ from companion.experiments.chapter02 import RetrievalConfig, build, make_batch
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    # a private cache: these runs always train, so they test the code as it is now
-    import os
-
-    old = os.environ.get("COMPANION_CACHE_DIR")
-    os.environ["COMPANION_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    try:
-        scaled = experiments.run("scaling-retrieval", progress=False)
-        unscaled = experiments.run("scaling-retrieval-unscaled", progress=False)
-    finally:
-        if old is None:
-            os.environ.pop("COMPANION_CACHE_DIR")
-        else:
-            os.environ["COMPANION_CACHE_DIR"] = old
+def runs(private_cache):
+    scaled = experiments.run("scaling-retrieval", progress=False)
+    unscaled = experiments.run("scaling-retrieval-unscaled", progress=False)
     return scaled, unscaled
 
 

@@ -7,7 +7,6 @@ Measured (default configs, one thread, seeds 0-2): Bahdanau exact match 1.0 ever
 """
 
 import json
-import os
 
 import pytest
 import torch
@@ -16,18 +15,6 @@ from companion import experiments
 from companion.experiments.__main__ import main
 from companion.experiments.chapter03 import TranslationConfig, build, evaluate
 from companion.toy_translation import encode
-
-
-@pytest.fixture(scope="module")
-def private_cache(tmp_path_factory):
-    # a private cache: these runs always train, so they test the code as it is now
-    old = os.environ.get("COMPANION_CACHE_DIR")
-    os.environ["COMPANION_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("COMPANION_CACHE_DIR")
-    else:
-        os.environ["COMPANION_CACHE_DIR"] = old
 
 
 @pytest.fixture(scope="module")
