@@ -280,6 +280,18 @@ function companionAttentionView(root, data) {
     return [xb + kw, top + Math.max(Q, K) * ROW + 4];
   }
 
+  // An outline around one row of a heatmap whose top-left corner is (x, y); returns the function
+  // that moves it to row q (q < 0 hides it).
+  function rowOutline(parent, x, y, width, rowHeight, strokeWidth) {
+    var outline = sv("rect", { x: x - 1, y: y, width: width + 2, height: rowHeight, fill: "none",
+                               stroke: "#e9a03b", "stroke-width": strokeWidth, display: "none",
+                               "pointer-events": "none" }, parent);
+    return function (q) {
+      outline.setAttribute("display", q < 0 ? "none" : "inline");
+      if (q >= 0) outline.setAttribute("y", y + q * rowHeight);
+    };
+  }
+
   function drawHeatmap(svg, x0, y0, h) {
     var Q = d.shape[2], K = d.shape[3], l = st.layer;
     var cell = Math.max(10, Math.min(34, Math.floor(520 / Math.max(Q, K))));
@@ -315,12 +327,9 @@ function companionAttentionView(root, data) {
       if (t.tagName === "rect") setFocus(Math.floor((+t.getAttribute("y") - gy) / cell));
     });
     cells.addEventListener("pointerleave", function () { setFocus(st.pinned); });
-    var outline = sv("rect", { x: gx - 1, y: gy, width: cell * K + 2, height: cell, fill: "none",
-                               stroke: "#e9a03b", "stroke-width": 2, display: "none",
-                               "pointer-events": "none" }, svg);
+    var showRow = rowOutline(svg, gx, gy, cell * K, cell, 2);
     st.rows.push(function (q) {
-      outline.setAttribute("display", q < 0 ? "none" : "inline");
-      if (q >= 0) outline.setAttribute("y", gy + q * cell);
+      showRow(q);
       toks.forEach(function (t, i) {
         t._cavRect.setAttribute("fill", i === q ? "rgba(233,160,59,.35)" : "transparent");
       });
@@ -337,13 +346,7 @@ function companionAttentionView(root, data) {
                      "data-w": fmt(w) }, g);
       }
     }
-    var outline = sv("rect", { x: x - 1, y: y, width: cw * K + 2, height: rh, fill: "none",
-                               stroke: "#e9a03b", "stroke-width": 1.5, display: "none",
-                               "pointer-events": "none" }, g);
-    st.rows.push(function (q) {
-      outline.setAttribute("display", q < 0 ? "none" : "inline");
-      if (q >= 0) outline.setAttribute("y", y + q * rh);
-    });
+    st.rows.push(rowOutline(g, x, y, cw * K, rh, 1.5));
   }
 
   function drawMiniLines(g, x, y, pw, ph, h) {
