@@ -31,7 +31,18 @@ $(ASSETS): $(STAMP) package.json package-lock.json tools/install_assets.py
 
 assets: $(ASSETS)
 
-book: $(STAMP) $(ASSETS)
+# The jupyter cache re-executes a chapter only when its notebook changes; a change to the
+# companion's code must re-execute every chapter, so it clears the execution cache and Sphinx's
+# saved doctrees (without which Sphinx would not even re-read the unchanged notebooks).
+SOURCES := $(shell find src/companion -name '*.py' -o -name '*.js')
+EXEC_STAMP := _build/.companion-sources
+
+$(EXEC_STAMP): $(SOURCES)
+	rm -rf _build/.jupyter_cache _build/.doctrees
+	mkdir -p _build
+	touch $@
+
+book: $(STAMP) $(ASSETS) $(EXEC_STAMP)
 	$(BIN)/jupyter-book build . $(JB_FLAGS)
 	@echo
 	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
@@ -42,7 +53,7 @@ browser:
 
 # pytest's options (pyproject.toml) run nbval over every chapter notebook, failing on errors;
 # loadfile keeps each notebook, and the built-book browser tests, on one worker.
-test: $(STAMP) $(ASSETS) browser
+test: $(STAMP) $(ASSETS) $(EXEC_STAMP) browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 clean:
