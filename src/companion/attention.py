@@ -74,8 +74,11 @@ def _attention(query, key, value, mask, scale: float):
     return weights @ value, weights  # (B, ..., Lq, d_v), (B, ..., Lq, Lk)
 
 
-def _check_qkv(query, key, value) -> tuple:
-    """Check the three inputs of eq-sdpa; return the scores' shape ``(B, ..., Lq, Lk)``."""
+def _checked_arguments(query, key, value, mask, is_causal, scale):
+    """Every check of :func:`scaled_dot_product_attention` (metadata only, no scan of the data).
+
+    Returns the mask to use (the causal mask folded in) and the scale.
+    """
     _validate.tensor(query, "query", min_dim=2)
     _validate.tensor(key, "key", min_dim=2)
     _validate.tensor(value, "value", min_dim=2)
@@ -93,8 +96,16 @@ def _check_qkv(query, key, value) -> tuple:
     _validate.batch_shapes_broadcast(
         query=query.shape[:-2], key=key.shape[:-2], value=value.shape[:-2]
     )
+    len_q, len_k = query.shape[-2], key.shape[-2]
     batch = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2])
-    return (*batch, query.shape[-2], key.shape[-2])
+    _validate.mask(mask, "mask", (*batch, len_q, len_k))
+    if not isinstance(is_causal, bool):
+        raise TypeError(f"is_causal must be True or False, got {is_causal!r}")
+    scale = 1 / math.sqrt(query.shape[-1]) if scale is None else _validate.positive_number(scale, "scale")
+    if is_causal:
+        causal = causal_mask(len_q, len_k, offset=len_k - len_q, device=query.device)  # (Lq, Lk)
+        mask = causal if mask is None else mask & causal
+    return mask, scale
 
 
 def scaled_dot_product_attention(query, key, value, mask=None, *, is_causal=False, scale=None):
@@ -120,15 +131,7 @@ def scaled_dot_product_attention(query, key, value, mask=None, *, is_causal=Fals
     Returns:
         output ``(B, ..., Lq, d_v)`` and weights ``(B, ..., Lq, Lk)``.
     """
-    scores_shape = _check_qkv(query, key, value)
-    _validate.mask(mask, "mask", scores_shape)
-    if not isinstance(is_causal, bool):
-        raise TypeError(f"is_causal must be True or False, got {is_causal!r}")
-    scale = 1 / math.sqrt(query.shape[-1]) if scale is None else _validate.positive_number(scale, "scale")
-    if is_causal:
-        len_q, len_k = scores_shape[-2:]
-        causal = causal_mask(len_q, len_k, offset=len_k - len_q, device=query.device)  # (Lq, Lk)
-        mask = causal if mask is None else mask & causal
+    mask, scale = _checked_arguments(query, key, value, mask, is_causal, scale)
     return _attention(query, key, value, mask, scale)
 
 
