@@ -125,17 +125,14 @@ def test_scale_and_broadcast_batch_and_head_axes_equal_torch(dtype):
 
 
 def test_gradcheck_with_is_causal_scale_and_uneven_lengths():
-    torch.manual_seed(2)
-    q = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
-    k = torch.randn(2, 5, 4, dtype=torch.float64, requires_grad=True)
-    v = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    leaves = _leaves64(2)
     mask = torch.tensor([True, False, True, True, True])
 
     def f(q, k, v):
         return scaled_dot_product_attention(q, k, v, mask, is_causal=True, scale=0.7)
 
-    assert torch.autograd.gradcheck(lambda q, k, v: f(q, k, v)[0], (q, k, v))
-    assert torch.autograd.gradcheck(lambda q, k, v: f(q, k, v)[1], (q, k, v))
+    assert torch.autograd.gradcheck(lambda q, k, v: f(q, k, v)[0], leaves)
+    assert torch.autograd.gradcheck(lambda q, k, v: f(q, k, v)[1], leaves)
     # more queries than keys: the first Lq - Lk queries see no key, and their gradient is zero
     q_long = torch.randn(1, 4, 2, dtype=torch.float64, requires_grad=True)
     k_short = torch.randn(1, 2, 2, dtype=torch.float64, requires_grad=True)
@@ -192,13 +189,16 @@ def test_self_attention_is_permutation_equivariant():
     torch.testing.assert_close(y_p, y[:, perm])
 
 
+def _leaves64(seed):
+    """query (2, 3, 4), key (2, 5, 4), value (2, 5, 3) in float64, requiring gradients."""
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(shape, generator=g, dtype=torch.float64).requires_grad_(True)
+                 for shape in ((2, 3, 4), (2, 5, 4), (2, 5, 3)))
+
+
 def test_gradcheck_float64():
-    torch.manual_seed(1)
-    q = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
-    k = torch.randn(2, 5, 4, dtype=torch.float64, requires_grad=True)
-    v = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
     mask = torch.tensor([True, True, False, True, False])
-    assert torch.autograd.gradcheck(lambda q, k, v: scaled_dot_product_attention(q, k, v, mask)[0], (q, k, v))
+    assert torch.autograd.gradcheck(lambda q, k, v: scaled_dot_product_attention(q, k, v, mask)[0], _leaves64(1))
 
 
 def test_gradient_is_finite_for_fully_masked_rows():

@@ -11,6 +11,11 @@ from companion.masks import causal_mask, padding_mask
 from companion.softmax import masked_log_softmax, masked_softmax
 
 
+def _lines(dim, *tensors):
+    """The 1-D lines along ``dim`` of 2-D tensors, one tuple (one line of each) at a time."""
+    return zip(*(t.movedim(dim, -1) for t in tensors))
+
+
 @settings(max_examples=50, deadline=None)
 @given(rows=st.integers(1, 5), cols=st.integers(1, 8), scale=st.sampled_from([1.0, 1e2, 1e4, 1e30]),
        seed=st.integers(0, 10_000))
@@ -43,10 +48,7 @@ def test_masked_entries_are_exactly_zero_and_rows_renormalise(rows, cols, seed, 
     torch.testing.assert_close(sums[live], torch.ones_like(sums[live]))
     assert (sums[~live] == 0).all()
     # same as the softmax of the kept entries alone
-    for i in range(rows if dim in (1, -1) else cols):
-        keep = mask[i] if dim in (1, -1) else mask[:, i]
-        vals = s[i] if dim in (1, -1) else s[:, i]
-        got = w[i] if dim in (1, -1) else w[:, i]
+    for vals, keep, got in _lines(dim, s, mask, w):
         if keep.any():
             torch.testing.assert_close(got[keep], torch.softmax(vals[keep], 0))
 
@@ -186,10 +188,7 @@ def test_log_softmax_with_mask(rows, cols, seed, dim, scale):
     finite = torch.isfinite(log_w)
     torch.testing.assert_close(logp[finite], log_w[finite])
     # and torch's log_softmax of the kept entries of each row
-    for i in range(rows if dim in (1, -1) else cols):
-        keep = mask[i] if dim in (1, -1) else mask[:, i]
-        vals = s[i] if dim in (1, -1) else s[:, i]
-        got = logp[i] if dim in (1, -1) else logp[:, i]
+    for vals, keep, got in _lines(dim, s, mask, logp):
         if keep.any():
             torch.testing.assert_close(got[keep], torch.log_softmax(vals[keep], 0))
         else:
