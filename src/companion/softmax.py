@@ -15,7 +15,8 @@ call. The data is not scanned as a whole: the only data check is on the row maxi
 which the computation needs anyway and which are ``len_k`` times smaller than the scores.
 A NaN or ``+inf`` at an allowed entry makes its row's maximum NaN or ``+inf``, so exactly
 the inputs that would give a NaN weight raise a ``ValueError``; a NaN or ``+inf`` at a
-blocked entry is ignored, as the entry is.
+blocked entry is ignored, as the entry is. (Raising needs the check's answer on the host, so
+on a GPU this one check waits for the device.)
 """
 
 from __future__ import annotations
