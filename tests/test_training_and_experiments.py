@@ -297,6 +297,25 @@ def test_an_interrupted_run_is_never_cached_at_any_depth(cache):
         registry.REGISTRY.pop("test-cut-outer")
 
 
+def _fit_using_the_line(model, config, progress):
+    line = experiments.run("test-line", progress=False)
+    return {"slope": line.model.weight.item()}, {}
+
+
+def test_an_experiment_running_another_retrains_when_that_one_changes(line_experiment):
+    registry.register("test-uses-line", "", CutConfig(), _build, _fit_using_the_line)
+    try:
+        first = experiments.run("test-uses-line", progress=False)
+        assert not first.cached and experiments.run("test-uses-line", progress=False).cached
+        registry.REGISTRY.pop(line_experiment)  # the line experiment changes (a new version)
+        registry.register(line_experiment, "fits a line (test only)", LineConfig(), _build, _fit, version=2)
+        again = experiments.run("test-uses-line", progress=False)
+        assert not again.cached and again.folder == first.folder  # same key, stale content
+        assert experiments.run("test-uses-line", progress=False).cached
+    finally:
+        registry.REGISTRY.pop("test-uses-line")
+
+
 COUNTED = '''
 import dataclasses, os, time, torch
 from companion.experiments import register

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -77,13 +78,15 @@ def _with_parents(module: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def dependencies(roots: Iterable[str], *, package_dir: Path = PACKAGE_DIR,
-                 ignore: Iterable[str] = (), code: Iterable[str] = ()) -> dict[str, Path]:
+def dependencies(roots: Iterable[str], *, package_dir: Path = PACKAGE_DIR, ignore: Iterable[str] = (),
+                 code: Iterable[str] = (), narrow: dict[str, set[str]] | None = None) -> dict[str, Path]:
     """Every ``companion`` module reachable from the modules ``roots`` and the source texts ``code``.
 
     Returns ``{module name: file}``. Modules named in ``ignore`` are neither included nor followed.
+    ``narrow`` maps a package that imports all its modules to the ones that matter here (the
+    experiments a chapter runs), which are taken instead of all.
     """
-    ignore = set(ignore)
+    ignore, narrow = set(ignore), narrow or {}
     todo = [m for root in roots for m in _with_parents(root)]
     for text in code:
         todo += [m for name in imported_modules(ast.parse(text), "__main__", False, package_dir)
@@ -99,7 +102,9 @@ def dependencies(roots: Iterable[str], *, package_dir: Path = PACKAGE_DIR,
         seen[module] = path
         tree = ast.parse(path.read_text(), filename=str(path))
         found = imported_modules(tree, module, _is_package(path), package_dir)
-        if _is_package(path) and _imports_all_submodules(tree):
+        if module in narrow:
+            found |= set(narrow[module])
+        elif _is_package(path) and _imports_all_submodules(tree):
             found |= {f"{module}.{p.stem}" for p in path.parent.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
             found |= {f"{module}.{p.parent.name}" for p in path.parent.glob("*/__init__.py")}
         todo += [m for name in found for m in _with_parents(name)]
@@ -152,14 +157,37 @@ def _blank_magics(text: str) -> str:
     return "\n".join(out)
 
 
-def notebook_dependencies(path: Path, package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:
-    """The ``companion`` modules a notebook imports, transitively."""
+def notebook_sources(path: Path) -> list[str]:
+    """The notebook's code cells as parseable Python (a cell that is not: its import lines)."""
     code = []
     for source in notebook_code(path):
         try:
             ast.parse(source)
-        except SyntaxError:  # a cell that is not plain Python: keep its import lines only
+        except SyntaxError:
             source = "\n".join(line.strip() for line in source.splitlines()
                                if line.strip().startswith(("import ", "from ")))
         code.append(source)
-    return dependencies((), package_dir=package_dir, code=code)
+    return code
+
+
+def string_patterns(sources: Iterable[str]) -> list[re.Pattern]:
+    """The string literals of the code, as patterns: ``"bottleneck"`` matches itself, the f-string
+    ``f"seq2seq-{name}"`` matches any ``seq2seq-...`` (an f-string without letters, ``f"{a}-{b}"``,
+    is left out: it would match anything)."""
+    patterns = set()
+    for source in sources:
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value:
+                patterns.add(re.escape(node.value))
+            elif isinstance(node, ast.JoinedStr):  # kept if its literal part has a letter
+                literal = "".join(part.value for part in node.values if isinstance(part, ast.Constant))
+                if any(c.isalpha() for c in literal):
+                    patterns.add("".join(re.escape(part.value) if isinstance(part, ast.Constant) else ".+"
+                                         for part in node.values))
+    return [re.compile(p) for p in sorted(patterns)]
+
+
+def notebook_dependencies(path: Path, package_dir: Path = PACKAGE_DIR,
+                          narrow: dict[str, set[str]] | None = None) -> dict[str, Path]:
+    """The ``companion`` modules a notebook imports, transitively (``narrow``: see :func:`dependencies`)."""
+    return dependencies((), package_dir=package_dir, code=notebook_sources(path), narrow=narrow)

@@ -11,8 +11,10 @@ An experiment is a configuration dataclass plus two functions:
 ``state_dict``, loaded back with ``weights_only=True``: no pickle is ever executed) in
 :func:`cache_dir`, under a key derived from the experiment's name, its full configuration,
 its ``version`` and the code it runs: the files of the companion that its module imports,
-transitively (:mod:`companion._fingerprint`). Editing one of those retrains it; editing an
-unrelated module (a figure helper) does not. A fresh clone trains once.
+transitively (:mod:`companion._fingerprint`; docstrings and comments do not count). Editing
+one of those retrains it; editing an unrelated module (a figure helper) does not. An experiment
+whose fit runs others (``bottleneck``) records their keys and retrains when one of them changes.
+A fresh clone trains once.
 
 The cache is safe to share: an entry (model, metrics, history) appears whole or not at all
 (written into a temporary folder renamed into place); a process that finds another one
@@ -23,6 +25,7 @@ retrained with a warning; a run in which any training was interrupted is never c
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import fcntl
 import hashlib
@@ -198,6 +201,11 @@ def _locked(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# The runs of other experiments made by the fit being trained (bottleneck runs two seq2seq models):
+# saved with its entry, which is stale once one of theirs changes.
+_USES: contextvars.ContextVar[list | None] = contextvars.ContextVar("uses", default=None)
+
+
 def run(name: str, *, use_cache: bool = True, retrain: bool = False, progress: bool = True,
         threads: int | None = 1, **overrides) -> RunResult:
     """Train experiment ``name`` (or load its cached weights) and return a :class:`RunResult`.
@@ -211,10 +219,13 @@ def run(name: str, *, use_cache: bool = True, retrain: bool = False, progress: b
     """
     exp = get(name)
     config = config_of(name, **overrides)
+    key = cache_key(name, config)
+    if _USES.get() is not None:  # called by another experiment's fit: its entry depends on this one
+        _USES.get().append({"experiment": name, "config": dataclasses.asdict(config), "key": key})
     with _threads(threads), _random_state_kept():
         if not use_cache:
             return _train(exp, config, progress, folder=None)
-        folder = cache_dir() / f"{name}-{cache_key(name, config)}"
+        folder = cache_dir() / f"{name}-{key}"
         with _locked(folder.with_name(folder.name + ".lock")):
             if not retrain and folder.exists():
                 loaded = _load(exp, config, folder)
@@ -231,8 +242,13 @@ def _seeded_model(exp: Experiment, config) -> torch.nn.Module:
 def _train(exp: Experiment, config, progress: bool, folder: Path | None) -> RunResult:
     model = _seeded_model(exp, config)
     start = time.perf_counter()
-    with watch_interruptions() as interruptions:
-        metrics, history = exp.fit(model, config, progress)
+    uses = _USES.set([])
+    try:
+        with watch_interruptions() as interruptions:
+            metrics, history = exp.fit(model, config, progress)
+    finally:
+        used = _USES.get()
+        _USES.reset(uses)
     seconds = time.perf_counter() - start
     model.eval()
     if interruptions or metrics.get("interrupted", False):
@@ -242,14 +258,20 @@ def _train(exp: Experiment, config, progress: bool, folder: Path | None) -> RunR
                           "the result is not cached", stacklevel=3)
         folder = None
     if folder is not None:
-        _save(folder, model, metrics, history, seconds)
+        _save(folder, model, {"metrics": metrics, "history": history, "seconds": seconds, "uses": used})
     return RunResult(exp.name, config, model, metrics, history, seconds, cached=False, folder=folder)
 
 
 def _load(exp: Experiment, config, folder: Path) -> RunResult | None:
-    """The cached run in ``folder``, or None (with a warning) if it cannot be read."""
+    """The cached run in ``folder``; None if one of the experiments it ran has changed since, or
+    (with a warning) if it cannot be read."""
     try:
         saved = json.loads((folder / "result.json").read_text())
+        for use in saved.get("uses", []):
+            with contextlib.suppress(ValueError, TypeError):  # an experiment or setting since removed
+                if cache_key(use["experiment"], config_of(use["experiment"], **use["config"])) == use["key"]:
+                    continue
+            return None
         state = torch.load(folder / "model.pt", weights_only=True, map_location="cpu")
         model = _seeded_model(exp, config)
         model.load_state_dict(state)
@@ -262,7 +284,7 @@ def _load(exp: Experiment, config, folder: Path) -> RunResult | None:
     return RunResult(exp.name, config, model, metrics, history, seconds, cached=True, folder=folder)
 
 
-def _save(folder: Path, model: torch.nn.Module, metrics: dict, history: dict, seconds: float) -> None:
+def _save(folder: Path, model: torch.nn.Module, result: dict) -> None:
     """Write the entry as one unit: into a temporary sibling folder, renamed into place.
 
     Called with the entry's lock held. A failure leaves no temporary folder behind.
@@ -272,7 +294,7 @@ def _save(folder: Path, model: torch.nn.Module, metrics: dict, history: dict, se
     try:
         tmp.mkdir(parents=True)
         torch.save(model.state_dict(), tmp / "model.pt")
-        (tmp / "result.json").write_text(json.dumps({"metrics": metrics, "history": history, "seconds": seconds}))
+        (tmp / "result.json").write_text(json.dumps(result))
         if folder.exists():  # an unreadable entry, or retrain=True: set it aside, then replace it
             os.rename(folder, old)
         os.rename(tmp, folder)
