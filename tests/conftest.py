@@ -1,12 +1,18 @@
 """Shared fixtures for the tests of the built book.
 
-* ``built_book``: builds the book once per test run into ``_build/html`` with the virtual
-  environment's ``jupyter-book build . -W -n --keep-going`` and returns that folder. A file lock
-  makes the pytest-xdist workers share one build: the first to ask builds, the others wait and
-  reuse it (or fail with the same build log). ``BOOK_HTML=/path/to/html`` tests another build.
+* ``built_book``: the book built into ``_build/html`` by ``tools/build_book.py`` (refresh the
+  chapters whose code changed, then ``jupyter-book build . -W -n --keep-going``). ``make test``
+  builds it in a stage of its own before pytest and passes the outcome in
+  ``BOOK_BUILD_RESULT=<json>``; without it, the first xdist worker to ask builds (a file lock
+  makes the others wait and reuse the build, or fail with the same log).
+  ``BOOK_HTML=/path/to/html`` tests another build.
 * ``serve_directory``: serves a folder over ``http://127.0.0.1:<free port>`` from a thread.
-* ``chromium``: Debian's ``/usr/bin/chromium`` driven by Playwright (never ``playwright install``),
-  one per test module.
+* ``chromium``: an installed Chromium or Chrome driven by Playwright (never ``playwright
+  install``), one per test module: ``$CHROMIUM``, else the first of chromium, chromium-browser,
+  google-chrome, google-chrome-stable on PATH (the order of ``tools/ensure_chromium.sh``).
+
+The trained models come from the shared experiment cache (``companion.experiments.cache_dir()``):
+the book build trains them once, and nbval and the experiment tests load them.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import functools
 import http.server
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -30,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = ROOT / "_build"
 HTML_DIR = BUILD_DIR / "html"
 JB_FLAGS = ["-W", "-n", "--keep-going"]
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_NAMES = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -49,8 +56,8 @@ RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
 
 @pytest.fixture(scope="module")
 def private_cache(tmp_path_factory) -> Path:
-    """Point the experiments' cache at a fresh folder for one test module, so that the module's
-    runs always train, with the code as it is now, and share their models with each other."""
+    """Point the experiments' cache at a fresh folder for one test module: for tests of the cache
+    itself, or of runs with settings the book never uses, which need not be kept."""
     with pytest.MonkeyPatch.context() as mp:
         folder = tmp_path_factory.mktemp("experiments-cache")
         mp.setenv("COMPANION_CACHE_DIR", str(folder))
@@ -69,20 +76,18 @@ def log_tail(path: Path, lines: int = 60) -> str:
     return "\n".join(text[-lines:])
 
 
-def build_book(log_path: Path) -> dict:
-    """Run the book build; return {"returncode", "log", "reports"}."""
-    command = [str(jupyter_book_executable()), "build", ".", *JB_FLAGS]
-    with open(log_path, "w") as log:
-        log.write("$ " + " ".join(command) + "\n")
-        log.flush()
-        result = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    reports = sorted(str(p.relative_to(ROOT)) for p in (HTML_DIR / "reports").rglob("*.log"))
-    return {"returncode": result.returncode, "log": str(log_path), "reports": reports}
+def build_book(log_path: Path, result_path: Path) -> dict:
+    """Run ``tools/build_book.py``; return {"returncode", "log", "reports"}."""
+    jupyter_book_executable()
+    command = [sys.executable, str(ROOT / "tools" / "build_book.py"), "--log", str(log_path), "--result", str(result_path)]
+    subprocess.run(command, cwd=ROOT)
+    return json.loads(result_path.read_text())
 
 
 @pytest.fixture(scope="session")
 def built_book() -> Path:
-    """``_build/html``, built in this test run (once, whichever xdist worker asks first).
+    """``_build/html``, built in this test run (by ``make test``'s build stage, or else once,
+    whichever xdist worker asks first).
 
     ``BOOK_HTML=/path/to/html`` uses a book built elsewhere instead (a preview under /tmp).
     """
@@ -92,17 +97,22 @@ def built_book() -> Path:
             pytest.fail(f"BOOK_HTML={html} holds no index.html", pytrace=False)
         return html
     BUILD_DIR.mkdir(exist_ok=True)
-    stamp = BUILD_DIR / ".book-build.json"
-    log_path = BUILD_DIR / "book-build.log"
-    with open(BUILD_DIR / ".book-build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            done = json.loads(stamp.read_text()) if stamp.exists() else {}
-            if done.get("run") != RUN_ID:
-                done = {"run": RUN_ID, **build_book(log_path)}
-                stamp.write_text(json.dumps(done))
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    if os.environ.get("BOOK_BUILD_RESULT"):
+        result = Path(os.environ["BOOK_BUILD_RESULT"])
+        if not result.exists():
+            pytest.fail(f"BOOK_BUILD_RESULT={result} is missing: the build stage did not finish", pytrace=False)
+        done = json.loads(result.read_text())
+    else:
+        stamp = BUILD_DIR / ".book-build-run.json"
+        with open(BUILD_DIR / ".book-build.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                done = json.loads(stamp.read_text()) if stamp.exists() else {}
+                if done.get("run") != RUN_ID:
+                    done = {"run": RUN_ID, **build_book(BUILD_DIR / "book-build.log", BUILD_DIR / ".book-build.json")}
+                    stamp.write_text(json.dumps(done))
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
     if done["returncode"] != 0:
         reports = "".join(f"\n  {r}" for r in done["reports"]) or " none"
         pytest.fail(
@@ -142,6 +152,12 @@ def serve_directory():
         yield lambda directory: stack.enter_context(serving(Path(directory)))
 
 
+def find_chromium() -> str | None:
+    """``$CHROMIUM``, else the first Chromium or Chrome on PATH (as tools/ensure_chromium.sh)."""
+    names = [os.environ["CHROMIUM"]] if os.environ.get("CHROMIUM") else []
+    return next((shutil.which(name) for name in names + CHROMIUM_NAMES if shutil.which(name)), None)
+
+
 @pytest.fixture(scope="module")
 def chromium():
     """A headless Debian Chromium driven by Playwright, one per test module.
@@ -149,16 +165,17 @@ def chromium():
     Module scope, not session: Playwright's sync API refuses to start while another instance
     runs in the same process, and other test modules on the same xdist worker start their own.
     """
-    if not CHROMIUM.exists():
+    executable = find_chromium()
+    if executable is None:
         pytest.fail(
-            f"{CHROMIUM} is missing: run `bash tools/ensure_chromium.sh` (as root; `make test` "
-            "does it) to install Debian's chromium.",
+            f"no Chromium or Chrome: neither $CHROMIUM nor any of {', '.join(CHROMIUM_NAMES)} on PATH. Run `bash tools/ensure_chromium.sh` (it installs Debian's "
+            "chromium when run as root, or says what to run), or set CHROMIUM=/path/to/chrome.",
             pytrace=False,
         )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:

@@ -1,4 +1,7 @@
-"""The heatmap helper, the book style, the loss smoother and where the experiment cache lives."""
+"""The heatmap helper, the book style and the loss smoother.
+
+(Where the experiment cache lives is tested in test_training_and_experiments.py.)
+"""
 
 import matplotlib
 
@@ -9,7 +12,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from companion.experiments.registry import cache_dir  # noqa: E402
 from companion.style import BOOK_RC, WEIGHTS_CMAP, use_book_style  # noqa: E402
 from companion.training import smoothed  # noqa: E402
 from companion.viz import attention_heatmap  # noqa: E402
@@ -73,20 +75,3 @@ def test_smoothed_is_a_running_mean():
     got = smoothed(losses, window=5)
     expected = [np.mean(losses[max(0, i - 4) : i + 1]) for i in range(40)]
     np.testing.assert_allclose(got, expected)
-
-
-def test_cache_dir_order(tmp_path, monkeypatch):
-    book = tmp_path / "book"
-    (book / "chapters").mkdir(parents=True)
-    (book / "_toc.yml").write_text("root: x\n")
-    monkeypatch.delenv("COMPANION_CACHE_DIR", raising=False)
-    monkeypatch.chdir(book / "chapters")
-    assert cache_dir() == book / ".cache" / "companion"  # the book's root, found from a chapter
-    monkeypatch.setenv("COMPANION_CACHE_DIR", str(tmp_path / "elsewhere"))
-    assert cache_dir() == tmp_path / "elsewhere"  # the environment wins
-    monkeypatch.delenv("COMPANION_CACHE_DIR")
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    monkeypatch.chdir(outside)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert cache_dir() == tmp_path / "home" / ".cache" / "attention-book"

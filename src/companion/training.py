@@ -3,16 +3,36 @@
 It shows a progress bar, stops with an error naming the step if the loss turns NaN, and
 keeps what was learned when interrupted (Ctrl-C / the notebook's stop button): the model
 holds the weights of the last finished step and the log says ``interrupted=True``.
+
+Code that must know whether any training inside it was cut short, however deeply nested (the
+experiment registry, which never caches an interrupted run), opens :func:`watch_interruptions`
+around it: every interruption that :func:`train` swallows is recorded in each open watch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
+
+
+_WATCHES: contextvars.ContextVar[tuple[list[str], ...]] = contextvars.ContextVar("watches", default=())
+
+
+@contextlib.contextmanager
+def watch_interruptions() -> Iterator[list[str]]:
+    """Yield a list that receives the ``desc`` of every :func:`train` interrupted inside the block."""
+    record: list[str] = []
+    token = _WATCHES.set((*_WATCHES.get(), record))
+    try:
+        yield record
+    finally:
+        _WATCHES.reset(token)
 
 
 @dataclass
@@ -65,6 +85,8 @@ def train(
                 bar.set_postfix(loss=f"{log.losses[-1]:.4f}")
     except KeyboardInterrupt:
         log.interrupted = True
+        for record in _WATCHES.get():
+            record.append(desc)
         warnings.warn(
             f"{desc}: interrupted after {log.steps} of {steps} steps; the model keeps what it learned",
             stacklevel=2,
