@@ -143,6 +143,9 @@ def test_worked_solutions_run_pass_and_stay_out_of_the_notebook():
         assert namespace["answer"] == 64.0
         markdown = shown._repr_markdown_()
         assert "Square $8$." in markdown and "```python\nanswer = 8.0 ** 2\n```" in markdown
+        folded = shown._repr_html_()  # what Jupyter shows: closed until clicked
+        assert folded.startswith("<details") and "<details open" not in folded
+        assert "answer = 8.0 ** 2" in folded and "8.0 ** 2" not in repr(shown)
         with pytest.raises(AssertionError, match="fails its own checker"):
             solution("zz_test/bad")
     finally:

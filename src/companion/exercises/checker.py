@@ -379,8 +379,22 @@ class Solution:
             parts.append("```python\n" + self.code.strip() + "\n```")
         return "\n\n".join(parts)
 
+    def _repr_html_(self) -> str:
+        """Jupyter, Colab and VS Code prefer this form: folded until the reader opens it, so that
+        running every cell of a chapter shows no solution unasked. (The HTML book prefers the
+        markdown form, inside its own dropdown; see ``nb_mime_priority_overrides``.)"""
+        text = html.escape(self.text.strip()).replace("\n\n", "<br><br>")
+        code = html.escape(self.code.strip())
+        return (
+            f'<details class="companion-solution"><summary>Show the worked solution '
+            f"({html.escape(self.exercise)})</summary>"
+            + (f'<div style="margin:6px 0">{text}</div>' if text else "")
+            + (f'<pre style="padding:6px;background:rgba(127,127,127,.08)"><code>{code}</code></pre>' if code else "")
+            + "</details>"
+        )
+
     def __repr__(self) -> str:
-        return f"Solution of {self.exercise}:\n{self.text.strip()}\n\n{self.code.strip()}".strip()
+        return f"Solution of {self.exercise} (display it to see it)"
 
 
 def solution(exercise_id: str, namespace: dict | None = None) -> Solution:
