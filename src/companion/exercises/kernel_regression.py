@@ -17,13 +17,11 @@ Each exercise carries its worked solution (``solution``, ``solution_text``), sho
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
 
-from ..kernel_regression import kernel_weights, nadaraya_watson, width_grid, fixed_width_mse
-from ..tasks.regression import make_data
+from ..kernel_regression import kernel_weights, nadaraya_watson
 from .checker import ChoiceExercise, FunctionExercise, Mistake, ValueExercise, register
 
 
@@ -489,16 +487,6 @@ def _collapsed_width():
     return experiments.run("nadaraya-watson", progress=False, leave_one_out=False).metrics["learned_width"]
 
 
-def _grid_loo_width():
-    """The width that minimises the leave-one-out error on the chapter's grid (no training)."""
-    from ..experiments import config_of
-
-    x_train, y_train, x_test, y_test = make_data(config_of("nadaraya-watson"))
-    grid = width_grid()
-    loo, _ = fixed_width_mse(x_train, y_train, x_test, y_test, "gaussian", grid)
-    return grid[int(loo.argmin())].item()
-
-
 register(ValueExercise(
     id="kernel_regression/no-mask-ablation",
     title="Training the width without the mask",
@@ -507,9 +495,8 @@ register(ValueExercise(
     atol=1e-6,
     mistakes=(
         Mistake(1.0, "that is the width before training: take the Adam steps first."),
-        Mistake(_grid_loo_width(), "that is about the width the leave-one-out loss finds, with the "
-                "mask; the ablation trains on the plain training error, where each point sees "
-                "itself (call the model without `mask=`)."),
+        Mistake(0.0, "the width is e^theta, which never reaches 0: report the width at which "
+                "the training stops, model.width.item()."),
     ),
     solution='''\
 from companion import experiments
