@@ -17,7 +17,6 @@ Each exercise carries its worked solution (``solution``, ``solution_text``), sho
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
