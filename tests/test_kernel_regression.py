@@ -254,3 +254,37 @@ def test_module_gradcheck_matches_finite_difference_of_loo_loss():
     lw = model.log_width.detach()
     fd = (loss(lw + eps) - loss(lw - eps)) / (2 * eps)
     torch.testing.assert_close(model.log_width.grad, fd)
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "laplace", "triangular"])
+def test_leave_one_out_mask_is_refitting_without_the_point(kernel):
+    """eq-loo: the masked prediction of point i is the estimator fitted on the other m - 1
+    points, and it follows from the unmasked fit as (f_i - S_ii y_i) / (1 - S_ii)."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(10, generator=g, dtype=torch.float64) * 3
+    y = torch.randn(10, generator=g, dtype=torch.float64)
+    loo = ~torch.eye(10, dtype=torch.bool)
+    masked, _ = nadaraya_watson(x, x, y, kernel, 1.5, mask=loo)
+    refit = [loop_nadaraya_watson([x[i].item()], x[loo[i]].tolist(), y[loo[i]].tolist(), kernel, 1.5)[0][0]
+             for i in range(10)]
+    np.testing.assert_allclose(masked.numpy(), refit, rtol=1e-10, atol=1e-12)
+    fitted, S = nadaraya_watson(x, x, y, kernel, 1.5)
+    s_ii = S.diagonal()
+    torch.testing.assert_close(y - masked, (y - fitted) / (1 - s_ii))
+
+
+def test_scaled_dot_product_is_the_gaussian_kernel_of_width_dk_to_the_quarter():
+    """eq-gauss-sdpa-width: for keys of equal norm, softmax(q.k / sqrt(d_k)) is the Gaussian
+    weighting of width d_k ** 0.25, and not that of another width."""
+    g = torch.Generator().manual_seed(6)
+    for d_k in (1, 4, 16):
+        q = torch.randn(2, 3, d_k, generator=g, dtype=torch.float64)
+        k = torch.randn(2, 5, d_k, generator=g, dtype=torch.float64)
+        k = 0.8 * k / k.norm(dim=-1, keepdim=True)
+        v = torch.randn(2, 5, 2, generator=g, dtype=torch.float64)
+        sq = ((q[..., :, None, :] - k[..., None, :, :]) ** 2).sum(-1)  # (B, n, m)
+        _, w = scaled_dot_product_attention(q, k, v)
+        torch.testing.assert_close(w, torch.softmax(-sq / (2 * math.sqrt(d_k)), -1))
+        torch.testing.assert_close(torch.nn.functional.scaled_dot_product_attention(q, k, v),
+                                   torch.softmax(-sq / (2 * math.sqrt(d_k)), -1) @ v)
+        assert not torch.allclose(w, torch.softmax(-sq / (2 * 2.0 * math.sqrt(d_k)), -1))

@@ -1,14 +1,14 @@
-"""Attention pooling as Nadaraya-Watson kernel regression (book, chapter 1).
+"""Attention pooling as Nadaraya-Watson kernel regression (the chapter "What attention is").
 
-Given training pairs ``(x_j, y_j)``, a kernel ``K`` and a width ``h > 0``, the estimate at a
-query ``x`` is the weighted average
+Given training pairs ``(x_j, y_j)``, a kernel ``K`` and a width ``ell > 0`` (the kernel's
+width), the estimate at a query ``x`` is the weighted average
 
     f(x) = sum_j alpha(x, x_j) y_j,
-    alpha(x, x_j) = K((x - x_j) / h) / sum_j' K((x - x_j') / h)               (eq-nadaraya-watson)
+    alpha(x, x_j) = K((x - x_j) / ell) / sum_j' K((x - x_j') / ell)           (eq-nadaraya-watson)
 
 With the Gaussian kernel the weights are a softmax over the training points:
 
-    alpha(x, x_j) = softmax_j( -(x - x_j)^2 / (2 h^2) )                          (eq-gauss-softmax)
+    alpha(x, x_j) = softmax_j( -(x - x_j)^2 / (2 ell^2) )                        (eq-gauss-softmax)
 
 which is how this module computes them for every kernel: scores ``log K(u)`` pass through
 :func:`companion.softmax.masked_softmax`, and the points where ``K(u) = 0`` (outside a compact
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 
-# The kernels, as functions of the scaled distance u = (x - x_j) / h. Their
+# The kernels, as functions of the scaled distance u = (x - x_j) / ell. Their
 # normalising constants are left out: they cancel in the ratio of eq-nadaraya-watson.
 def gaussian_kernel(u: torch.Tensor) -> torch.Tensor:
     """Gaussian kernel ``K(u) = exp(-u^2 / 2)``; never zero, so every point gets some weight."""
@@ -117,13 +117,13 @@ def _check_width(width, like: torch.Tensor) -> torch.Tensor:
 
 
 def kernel_weights(x_query, x_train, kernel="gaussian", width=1.0, mask=None) -> torch.Tensor:
-    """The attention weights ``alpha(x_i, x_j)`` of eq. (1.nw), shape ``(..., n, m)``.
+    """The attention weights ``alpha(x_i, x_j)`` of eq-nadaraya-watson, shape ``(..., n, m)``.
 
     Args:
         x_query: ``(..., n)`` query inputs.
         x_train: ``(..., m)`` training inputs (the keys).
         kernel: a name from :data:`KERNELS` or a function ``K(u) >= 0`` of the scaled distance.
-        width: the bandwidth ``h > 0``, a number or a tensor broadcastable to ``(..., n, m)``
+        width: the bandwidth ``ell > 0``, a number or a tensor broadcastable to ``(..., n, m)``
             (a learnable width is a 0-d tensor).
         mask: optional boolean, broadcastable to ``(..., n, m)``; True = may attend.
             ``~torch.eye(m, dtype=torch.bool)`` gives leave-one-out when the queries are the
@@ -160,7 +160,7 @@ def kernel_weights(x_query, x_train, kernel="gaussian", width=1.0, mask=None) ->
 
 
 def nadaraya_watson(x_query, x_train, y_train, kernel="gaussian", width=1.0, mask=None):
-    """Nadaraya-Watson estimate, eq. (1.nw): ``(prediction (..., n), weights (..., n, m))``.
+    """Nadaraya-Watson estimate, eq-nadaraya-watson: ``(prediction (..., n), weights (..., n, m))``.
 
     ``prediction[..., i] = sum_j weights[..., i, j] * y_train[..., j]``: attention pooling with
     the query ``x_i``, the keys ``x_j`` and the values ``y_j`` (eq-attention-pooling). See
@@ -185,7 +185,7 @@ class NadarayaWatson(nn.Module):
     """Nadaraya-Watson regression with a learnable width (eq-nw-learned).
 
     The training set is the model's memory: ``x_train`` are the keys and ``y_train`` the values,
-    stored as buffers. The width is ``h = exp(log_width)``, positive whatever the optimiser does.
+    stored as buffers. The width is ``ell = exp(log_width)``, positive whatever the optimiser does.
 
     ``forward(x_query, mask=None)`` takes ``x_query (..., n)`` and returns
     ``(prediction (..., n), weights (..., n, m))``. To train the width on the training set
@@ -244,7 +244,7 @@ def fixed_width_mse(x_train, y_train, x_test, y_test, kernel, widths):
             f"{tuple(y_train.shape)}, x_test {tuple(x_test.shape)}, y_test {tuple(y_test.shape)}"
         )
     loo = ~torch.eye(len(x_train), dtype=torch.bool, device=x_train.device)  # (m, m)
-    h = widths[:, None, None]  # (W, 1, 1): one batch entry per width
-    train_pred, _ = nadaraya_watson(x_train, x_train, y_train, kernel, h, mask=loo)  # (W, m)
-    test_pred, _ = nadaraya_watson(x_test, x_train, y_train, kernel, h)  # (W, n)
+    ell = widths[:, None, None]  # (W, 1, 1): one batch entry per width
+    train_pred, _ = nadaraya_watson(x_train, x_train, y_train, kernel, ell, mask=loo)  # (W, m)
+    test_pred, _ = nadaraya_watson(x_test, x_train, y_train, kernel, ell)  # (W, n)
     return ((train_pred - y_train) ** 2).mean(-1), ((test_pred - y_test) ** 2).mean(-1)  # (W,), (W,)
