@@ -38,6 +38,7 @@ class RetrievalConfig:
     value_dim: int = 16
     num_pairs: int = 32  # keys (and values) per example
     noise: float = 1.0  # standard deviation of the noise added to the query
+    init_scale: float = 1.0  # multiplies the projections' initial entries (1: unit-variance features)
     steps: int = 400
     batch_size: int = 64
     lr: float = 1e-3
@@ -58,13 +59,18 @@ def _check(config: RetrievalConfig) -> None:
         raise ValueError(f"steps must be a non-negative integer, got {config.steps!r}")
     if not (isinstance(config.noise, (int, float)) and math.isfinite(config.noise) and config.noise >= 0):
         raise ValueError(f"noise must be a non-negative number, got {config.noise!r}")
+    if isinstance(config.init_scale, bool) or not (
+            isinstance(config.init_scale, (int, float)) and math.isfinite(config.init_scale)
+            and config.init_scale > 0):
+        raise ValueError(f"init_scale must be a positive number, got {config.init_scale!r}")
     if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
         raise ValueError(f"lr must be a positive number, got {config.lr!r}")
 
 
 def build(config: RetrievalConfig) -> RetrievalAttention:
     _check(config)
-    return RetrievalAttention(config.input_dim, config.key_dim, scaled=config.scaled)
+    return RetrievalAttention(config.input_dim, config.key_dim, scaled=config.scaled,
+                              init_scale=config.init_scale)
 
 
 @torch.no_grad()
