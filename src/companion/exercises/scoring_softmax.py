@@ -445,11 +445,10 @@ from companion import experiments
 scaled = experiments.run("scaling-retrieval", progress=False)
 started_small = experiments.run("scaling-retrieval-unscaled",
                                 init_scale=256 ** -0.25, progress=False)
-for run in (scaled, started_small):
+for name, run in (("scaled", scaled), ("unscaled, started small", started_small)):
     mt = run.metrics
-    print(f"scaled={run.config.scaled!s:5} init_scale={run.config.init_scale:.2f}: "
-          f"initial entropy {mt['initial_entropy']:.3f}, "
-          f"90% at step {mt['steps_to_90']}, final {mt['test_accuracy']:.3f}")
+    print(f"{name}: initial entropy {mt['initial_entropy']:.3f}, 90% at step"
+          f" {mt['steps_to_90']}, final accuracy {mt['test_accuracy']:.3f}")
 s_m, u_m = scaled.metrics, started_small.metrics
 assert abs(s_m["initial_entropy"] - u_m["initial_entropy"]) < 1e-4
 assert 0 < u_m["steps_to_90"] <= s_m["steps_to_90"]

@@ -1,4 +1,5 @@
-"""Chapter 2's trained model: associative recall with large keys, scaled or not.
+"""The trained model of the chapter on scoring functions and the softmax: associative recall
+with large keys, scaled or not.
 
 Each example holds ``num_pairs`` random key vectors ``x_j`` (size ``input_dim``) with random
 values ``v_j`` (size ``value_dim``), and a query that is a noisy copy of one of the keys,
@@ -12,6 +13,9 @@ setting of the chapter's variance argument: the unscaled scores then start with 
 deviation of about ``sqrt(key_dim)`` (16 for 256 features) and the softmax is saturated.
 
 Two named experiments: ``scaling-retrieval`` (scaled) and ``scaling-retrieval-unscaled``.
+``init_scale`` shrinks the projections' initial entries: the unscaled model with
+``init_scale = key_dim ** -0.25`` starts from the scaled model's scores (the chapter's ablation
+exercise, eq-scaled-dot-score).
 """
 
 from __future__ import annotations
@@ -133,14 +137,14 @@ def fit(model: RetrievalAttention, config: RetrievalConfig, progress: bool = Tru
 
 register(
     "scaling-retrieval",
-    "associative recall with 256-d learned queries/keys and the scaled dot product (chapter 2)",
+    "associative recall with 256-d learned queries/keys and the scaled dot product (scoring and softmax)",
     RetrievalConfig(scaled=True),
     build,
     fit,
 )
 register(
     "scaling-retrieval-unscaled",
-    "the same recall task with the unscaled dot product, whose softmax starts saturated (chapter 2)",
+    "the same recall task with the unscaled dot product, whose softmax starts saturated (scoring and softmax)",
     RetrievalConfig(scaled=False),
     build,
     fit,
