@@ -72,8 +72,8 @@ def _masked_cases():
 
 _MASKED_SOLUTION = '''\
 def my_masked_softmax(scores, mask):
-    s = scores.masked_fill(~mask, float("-inf"))  # blocked: exp(-inf) = 0
-    row_max = s.amax(-1, keepdim=True)  # (..., 1); -inf on a fully masked row
+    s = scores.masked_fill(~mask, float("-inf"))  # exp(-inf) = 0
+    row_max = s.amax(-1, keepdim=True)  # (..., 1); -inf if all masked
     row_max = torch.where(torch.isfinite(row_max), row_max,
                           torch.zeros_like(row_max))
     e = torch.exp(s - row_max)  # every exponent <= 0: no overflow
@@ -286,11 +286,11 @@ def entropy_gradient(s, tau):
 
 
 # the link with eq-entropy-temperature: dH/dtau = -(1/tau) s . dH/ds
-s_check, tau_check = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0]).double(), 0.7
-p_check = torch.softmax(s_check / tau_check, -1)
-var_p = (p_check * s_check**2).sum() - (p_check * s_check).sum() ** 2
-dH_dtau = -(s_check * entropy_gradient(s_check, tau_check)).sum() / tau_check
-torch.testing.assert_close(dH_dtau, var_p / tau_check**3)
+s_ex, tau_ex = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0]).double(), 0.7
+p_ex = torch.softmax(s_ex / tau_ex, -1)
+var_p = (p_ex * s_ex**2).sum() - (p_ex * s_ex).sum() ** 2
+dH_dtau = -(s_ex * entropy_gradient(s_ex, tau_ex)).sum() / tau_ex
+torch.testing.assert_close(dH_dtau, var_p / tau_ex**3)
 ''',
     solution_answer="entropy_gradient",
     solution_text="""\
@@ -370,15 +370,17 @@ register(FunctionExercise(
     solution='''\
 def score_moments(mu_q, var_q, mu_k, var_k):
     mean = (mu_q * mu_k).sum()
-    second = (var_q + mu_q**2) * (var_k + mu_k**2)  # E[(q_l k_l)^2], (d,)
-    variance = (second - (mu_q * mu_k) ** 2).sum()  # independent terms add
+    second = (var_q + mu_q**2) * (var_k + mu_k**2)  # E[(q_l k_l)^2]
+    variance = (second - (mu_q * mu_k) ** 2).sum()  # variances add
     return mean, variance
 
 
 # a sampling check at one point: 200,000 pairs with these moments
 g = torch.Generator().manual_seed(0)
-mu_q, mu_k = torch.tensor([0.5, -1.0, 2.0]), torch.tensor([1.0, 0.3, -0.5])
-var_q, var_k = torch.tensor([1.0, 0.5, 2.0]), torch.tensor([0.2, 1.5, 1.0])
+mu_q = torch.tensor([0.5, -1.0, 2.0])
+var_q = torch.tensor([1.0, 0.5, 2.0])
+mu_k = torch.tensor([1.0, 0.3, -0.5])
+var_k = torch.tensor([0.2, 1.5, 1.0])
 q = mu_q + var_q.sqrt() * torch.randn(200_000, 3, generator=g)
 k = mu_k + var_k.sqrt() * torch.randn(200_000, 3, generator=g)
 mean, variance = score_moments(mu_q, var_q, mu_k, var_k)
@@ -445,10 +447,11 @@ from companion import experiments
 scaled = experiments.run("scaling-retrieval", progress=False)
 started_small = experiments.run("scaling-retrieval-unscaled",
                                 init_scale=256 ** -0.25, progress=False)
-for name, run in (("scaled", scaled), ("unscaled, started small", started_small)):
+for name, run in (("scaled", scaled), ("started small", started_small)):
     mt = run.metrics
-    print(f"{name}: initial entropy {mt['initial_entropy']:.3f}, 90% at step"
-          f" {mt['steps_to_90']}, final accuracy {mt['test_accuracy']:.3f}")
+    print(f"{name}: initial entropy {mt['initial_entropy']:.3f},"
+          f" 90% at step {mt['steps_to_90']},"
+          f" final accuracy {mt['test_accuracy']:.3f}")
 s_m, u_m = scaled.metrics, started_small.metrics
 assert abs(s_m["initial_entropy"] - u_m["initial_entropy"]) < 1e-4
 assert 0 < u_m["steps_to_90"] <= s_m["steps_to_90"]
