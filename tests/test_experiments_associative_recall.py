@@ -88,3 +88,24 @@ def test_command_line_prints_final_json(tmp_path, monkeypatch, capsys):
     assert summary["experiment"] == "scaling-retrieval"
     assert summary["config"]["scaled"] is False and summary["config"]["steps"] == 30
     assert set(summary["metrics"]) >= {"test_accuracy", "steps_to_90", "initial_entropy"}
+
+
+def test_init_scale_makes_the_unscaled_model_start_from_the_scaled_scores():
+    """init_scale = d_k ** -0.25 shrinks each projection so that q.k shrinks by sqrt(d_k):
+    with the same seed the unscaled model then starts from exactly the scaled model's scores
+    (the chapter's ablation exercise)."""
+    config = RetrievalConfig(key_dim=64, num_pairs=6, input_dim=8, value_dim=3)
+    query, keys, values, _ = make_batch(config, 5, torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    scaled = build(config)
+    torch.manual_seed(0)
+    small = build(RetrievalConfig(key_dim=64, num_pairs=6, input_dim=8, value_dim=3, scaled=False,
+                                  init_scale=64 ** -0.25))
+    torch.testing.assert_close(small.scores(query, keys), scaled.scores(query, keys))
+    torch.testing.assert_close(small.W_q, scaled.W_q * 64 ** -0.25)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), True, "1"])
+def test_bad_init_scale_rejected(bad):
+    with pytest.raises(ValueError, match="init_scale"):
+        build(RetrievalConfig(init_scale=bad))

@@ -20,21 +20,30 @@ from .scoring import dot_score, scaled_dot_score
 
 class RetrievalAttention(nn.Module):
     """Projects a query ``(N, 1, input_dim)`` and keys ``(N, m, input_dim)`` to ``key_dim``
-    features and averages the values by the softmax of their (scaled) dot products."""
+    features and averages the values by the softmax of their (scaled) dot products.
 
-    def __init__(self, input_dim: int, key_dim: int, scaled: bool = True):
+    ``init_scale`` multiplies the projections' initial entries (1: unit-variance features);
+    the unscaled model with ``init_scale = key_dim ** -0.25`` starts from exactly the scores
+    of the scaled one (eq-scaled-dot-score), which the chapter's ablation exercise uses."""
+
+    def __init__(self, input_dim: int, key_dim: int, scaled: bool = True, init_scale: float = 1.0):
         super().__init__()
         _validate.positive_int(input_dim, "input_dim")
         _validate.positive_int(key_dim, "key_dim")
         if not isinstance(scaled, bool):
             raise TypeError(f"scaled must be True or False, got {scaled!r}")
+        if isinstance(init_scale, bool) or not isinstance(init_scale, (int, float)) \
+                or not (math.isfinite(init_scale) and init_scale > 0):
+            raise ValueError(f"init_scale must be a positive number, got {init_scale!r}")
         self.scaled = scaled
-        # Entries N(0, 1/d_in): a unit-variance input gives unit-variance projected features.
-        std = 1.0 / math.sqrt(input_dim)
+        # Entries N(0, init_scale^2 / d_in): with init_scale = 1 a unit-variance input gives
+        # unit-variance projected features; the scores then scale with init_scale^2.
+        std = init_scale / math.sqrt(input_dim)
         self.W_q = nn.Parameter(torch.randn(input_dim, key_dim) * std)
         self.W_k = nn.Parameter(torch.randn(input_dim, key_dim) * std)
 
     def scores(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, m)`` scores of the query against the keys."""
         q = query @ self.W_q  # (N, 1, d_k)
         k = keys @ self.W_k  # (N, m, d_k)
         return scaled_dot_score(q, k) if self.scaled else dot_score(q, k)  # (N, 1, m)

@@ -1,22 +1,23 @@
-"""Calculus of the softmax and of attention (book, chapter 2).
+"""Calculus of the softmax and of attention (the chapter on scoring functions and the softmax).
 
 The softmax ``p = softmax(s)`` of a score vector, its temperature, its entropy, and the
 derivatives that backpropagation needs:
 
-    softmax_T(s)_j = exp(s_j / T) / sum_k exp(s_k / T)                     (eq-temperature)
+    softmax_tau(s)_j = exp(s_j / tau) / sum_k exp(s_k / tau)               (eq-temperature)
     H(p) = - sum_j p_j log p_j                                             (eq-entropy)
     d p_i / d s_j = p_i (delta_ij - p_j),   J = diag(p) - p p^T              (eq-softmax-jacobian)
 
 and, for scaled dot-product attention ``o_i = sum_j alpha_ij v_j`` with
-``alpha_i = softmax(K q_i / sqrt(d))``,
+``alpha_i = softmax(K q_i / sqrt(d_k))``,
 
-    d o_i / d q_i = (1 / sqrt(d)) sum_j alpha_ij (v_j - o_i) k_j^T            (eq-do-dq)
+    d o_i / d s_ij = alpha_ij (v_j - o_i)                                  (eq-do-ds)
+    d o_i / d q_i = (1 / sqrt(d_k)) sum_j alpha_ij (v_j - o_i) k_j^T          (eq-do-dq)
 
 and the vector-Jacobian products of the backward pass (eq-sdpa-backward):
 
     g_ij   = dL/do_i . v_j                      (how much L wants more of value j)
     dL/ds_ij = alpha_ij (g_ij - sum_j' alpha_ij' g_ij')
-    dL/dQ = (dL/dS) K / sqrt(d),   dL/dK = (dL/dS)^T Q / sqrt(d),   dL/dV = A^T dL/dO.
+    dL/dQ = (dL/dS) K / sqrt(d_k),   dL/dK = (dL/dS)^T Q / sqrt(d_k),   dL/dV = A^T dL/dO.
 
 Everything here is written with plain tensor algebra so that each line can be read against
 the equation it implements; the tests check each function against ``torch.autograd``.
@@ -93,8 +94,8 @@ def sdpa_query_jacobian(query: torch.Tensor, key: torch.Tensor, value: torch.Ten
                         mask: torch.Tensor | None = None) -> torch.Tensor:
     """Jacobian of each attention output with respect to its own query (eq-do-dq).
 
-    ``d o_i / d q_i = (1/sqrt(d)) sum_j alpha_ij (v_j - o_i) k_j^T = (1/sqrt(d)) V^T (diag(alpha_i)
-    - alpha_i alpha_i^T) K``.
+    ``d o_i / d q_i = (1/sqrt(d_k)) sum_j alpha_ij (v_j - o_i) k_j^T
+    = (1/sqrt(d_k)) V^T (diag(alpha_i) - alpha_i alpha_i^T) K``.
 
     Args:
         query ``(B, ..., Lq, d)``, key ``(B, ..., Lk, d)``, value ``(B, ..., Lk, d_v)``, mask as in

@@ -1,4 +1,5 @@
-"""Chapter 2's trained model: associative recall with large keys, scaled or not.
+"""The trained model of the chapter on scoring functions and the softmax: associative recall
+with large keys, scaled or not.
 
 Each example holds ``num_pairs`` random key vectors ``x_j`` (size ``input_dim``) with random
 values ``v_j`` (size ``value_dim``), and a query that is a noisy copy of one of the keys,
@@ -12,6 +13,9 @@ setting of the chapter's variance argument: the unscaled scores then start with 
 deviation of about ``sqrt(key_dim)`` (16 for 256 features) and the softmax is saturated.
 
 Two named experiments: ``scaling-retrieval`` (scaled) and ``scaling-retrieval-unscaled``.
+``init_scale`` shrinks the projections' initial entries: the unscaled model with
+``init_scale = key_dim ** -0.25`` starts from the scaled model's scores (the chapter's ablation
+exercise, eq-scaled-dot-score).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class RetrievalConfig:
     value_dim: int = 16
     num_pairs: int = 32  # keys (and values) per example
     noise: float = 1.0  # standard deviation of the noise added to the query
+    init_scale: float = 1.0  # multiplies the projections' initial entries (1: unit-variance features)
     steps: int = 400
     batch_size: int = 64
     lr: float = 1e-3
@@ -58,13 +63,18 @@ def _check(config: RetrievalConfig) -> None:
         raise ValueError(f"steps must be a non-negative integer, got {config.steps!r}")
     if not (isinstance(config.noise, (int, float)) and math.isfinite(config.noise) and config.noise >= 0):
         raise ValueError(f"noise must be a non-negative number, got {config.noise!r}")
+    if isinstance(config.init_scale, bool) or not (
+            isinstance(config.init_scale, (int, float)) and math.isfinite(config.init_scale)
+            and config.init_scale > 0):
+        raise ValueError(f"init_scale must be a positive number, got {config.init_scale!r}")
     if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
         raise ValueError(f"lr must be a positive number, got {config.lr!r}")
 
 
 def build(config: RetrievalConfig) -> RetrievalAttention:
     _check(config)
-    return RetrievalAttention(config.input_dim, config.key_dim, scaled=config.scaled)
+    return RetrievalAttention(config.input_dim, config.key_dim, scaled=config.scaled,
+                              init_scale=config.init_scale)
 
 
 @torch.no_grad()
@@ -127,14 +137,14 @@ def fit(model: RetrievalAttention, config: RetrievalConfig, progress: bool = Tru
 
 register(
     "scaling-retrieval",
-    "associative recall with 256-d learned queries/keys and the scaled dot product (chapter 2)",
+    "associative recall with 256-d learned queries/keys and the scaled dot product (scoring and softmax)",
     RetrievalConfig(scaled=True),
     build,
     fit,
 )
 register(
     "scaling-retrieval-unscaled",
-    "the same recall task with the unscaled dot product, whose softmax starts saturated (chapter 2)",
+    "the same recall task with the unscaled dot product, whose softmax starts saturated (scoring and softmax)",
     RetrievalConfig(scaled=False),
     build,
     fit,
