@@ -95,6 +95,11 @@ def test_every_control_changes_what_is_shown(chromium, page_url):
         assert view.locator(".cav-title").inner_text() == "T = 1.0"
         third.locator("input[type=range]").fill("2")
         assert view.locator(".cav-title").inner_text() == "T = 2.0"
+        # the reader's choice of heatmap survives a change of frame
+        view.locator("button[data-mode=heatmap]").click()
+        third.locator("input[type=range]").fill("0")
+        assert view.locator(".cav-title").inner_text() == "T = 0.5"
+        assert view.locator("button[data-mode=heatmap]").get_attribute("aria-pressed") == "true"
         token = view.locator(".cav-tok").first
         token.hover()
         assert view.locator(".cav-status").inner_text().strip() != ""

@@ -52,11 +52,10 @@ import io
 import itertools
 import os
 import re
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 
-from .attention_view import _ID_RE, AttentionView, _script_json
+from .attention_view import _ID_RE, AttentionView, _content_id, _script_json
 from .attention_view import _script_source as _view_script_source
 
 __all__ = [
@@ -79,7 +78,6 @@ MAX_FRAMES = 400
 
 _MODES = ("static", "live")
 _TEX = re.compile(r"\$([^$]+)\$")
-_render_counts: Counter = Counter()
 
 
 # ---- controls ----------------------------------------------------------------------------
@@ -495,11 +493,7 @@ class Explorable:
             )
 
     def _next_id(self) -> str:
-        if self._id is not None:
-            return self._id
-        _render_counts[self.content_hash] += 1
-        n = _render_counts[self.content_hash]
-        return f"cex-{self.content_hash}" + ("" if n == 1 else f"-{n}")
+        return self._id or _content_id("cex-" + self.content_hash)
 
     def _html(self, cid: str) -> str:
         fallback = html.escape(

@@ -63,7 +63,20 @@ function companionExplorable(root, data, attentionView) {
     return flat;
   }
 
+  // An attention view keeps the reader's choices (layer, head, lines or heatmap) from one
+  // frame to the next, when the new frame's view has that layer and head.
+  function keep(d, s) {
+    if (!s) return d;
+    var out = {}, k;
+    for (k in d) out[k] = d[k];
+    if (s.layer < d.shape[0]) out.layer = s.layer;
+    if (s.head < d.shape[1] && (s.head >= 0 || d.shape[1] > 1)) out.head = s.head;
+    out.mode = s.mode;
+    return out;
+  }
+
   function show() {
+    var kept = views.map(function (v) { return v && v.state ? v.state() : null; });
     views.forEach(function (v) { if (v && v.destroy) v.destroy(); });
     views = [];
     stage.textContent = "";
@@ -77,7 +90,8 @@ function companionExplorable(root, data, attentionView) {
         var box = el("div", { "class": "cex-html" }, stage);
         box.innerHTML = part.s;
       } else if (part.t === "view" && attentionView) {
-        views.push(attentionView(el("div", { "class": "companion-attention-view" }, stage), part.d));
+        views.push(attentionView(el("div", { "class": "companion-attention-view" }, stage),
+                                 keep(part.d, kept[views.length])));
       }
     });
     root.setAttribute("data-frame", String(frameIndex()));
