@@ -251,6 +251,20 @@ def test_mode_follows_the_environment_variable(monkeypatch):
     assert Explorable(lambda a: "x", a=Slider([1])).mode == "static"  # no kernel here
 
 
+def test_mode_guess_live_only_when_the_frontend_allows_stdin(monkeypatch):
+    import types
+
+    import IPython
+
+    monkeypatch.delenv("COMPANION_EXPLORABLE", raising=False)
+    for allow_stdin, expected in ((True, "live"), (False, "static")):
+        shell = types.SimpleNamespace(kernel=types.SimpleNamespace(_allow_stdin=allow_stdin))
+        monkeypatch.setattr(IPython, "get_ipython", lambda shell=shell: shell)
+        assert Explorable(lambda a: "x", a=Slider([1])).mode == expected
+    monkeypatch.setattr(IPython, "get_ipython", lambda: types.SimpleNamespace())  # terminal IPython
+    assert Explorable(lambda a: "x", a=Slider([1])).mode == "static"
+
+
 # ---- live ----------------------------------------------------------------------------------
 
 
@@ -283,3 +297,42 @@ def test_live_mode_computes_on_demand_with_the_chosen_values():
     assert "application/vnd.jupyter.widget-view+json" in bundle
     with pytest.raises(RuntimeError, match="mode='static'"):
         ex.to_html()
+
+
+CELL = (
+    "from companion.interactive import Slider, explore\n"
+    "explore(lambda a: f'a = {a}', a=Slider([1, 2, 3]))\n"
+)
+
+
+def test_a_headless_run_shows_the_static_explorer_and_a_frontend_the_live_widget(monkeypatch):
+    """The mode guess in real kernels: nbclient (how the book executes) never allows stdin and
+    gets the precomputed explorer; a frontend's execute request allows stdin and gets widgets."""
+    import nbformat
+    from jupyter_client.manager import start_new_kernel
+    from nbclient import NotebookClient
+
+    monkeypatch.delenv("COMPANION_EXPLORABLE", raising=False)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(CELL)])
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    (output,) = nb.cells[0].outputs
+    assert 'class="companion-explorable"' in output["data"]["text/html"]
+    assert "application/vnd.jupyter.widget-view+json" not in output["data"]
+
+    manager, client = start_new_kernel(kernel_name="python3")
+    try:
+        msg_id = client.execute(CELL, allow_stdin=True)
+        bundles = []
+        while True:
+            msg = client.get_iopub_msg(timeout=120)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] in ("execute_result", "display_data"):
+                bundles.append(msg["content"]["data"])
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        assert any("application/vnd.jupyter.widget-view+json" in b for b in bundles), bundles
+        assert not any("text/html" in b for b in bundles)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
