@@ -279,7 +279,7 @@ def test_live_mode_computes_on_demand_with_the_chosen_values():
 
     ex = explore(fn, width=Slider([0.1, 1.0], live=[0.1, 0.2, 0.5, 1.0]), kernel=Buttons(["a", "b"]),
                  sentence=Text(["one two"], placeholder="type"), flag=Toggle(value=True), mode="live")
-    assert calls == [] and ex.data is None  # nothing precomputed
+    assert calls == [(0.1, "a", "one two", True)] and ex.data is None  # the initial values only
     box = ex.widget()
     controls = box.controls
     assert isinstance(controls["width"], ipywidgets.SelectionSlider)
@@ -293,6 +293,9 @@ def test_live_mode_computes_on_demand_with_the_chosen_values():
     controls["kernel"].value = "b"
     controls["sentence"].value = "three four five"  # free text, not an example
     assert calls[-1] == (0.5, "b", "three four five", True)
+    before = plt.get_fignums()
+    controls["width"].value = 1.0
+    assert calls[-1] == (1.0, "b", "three four five", True) and plt.get_fignums() == before
     bundle = ex._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     with pytest.raises(RuntimeError, match="mode='static'"):
@@ -336,3 +339,17 @@ def test_a_headless_run_shows_the_static_explorer_and_a_frontend_the_live_widget
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+def test_live_mode_draws_the_initial_values_at_once_and_names_them_on_failure():
+    before = plt.get_fignums()
+    ex = explore(line_plot, freq=Slider([1.0, 2.0], value=2.0), mode="live")
+    assert _is_figure_list(ex._first_parts) and plt.get_fignums() == before  # drawn, closed
+    with pytest.raises(RuntimeError, match=r"<lambda>\(a=3\) failed: ZeroDivisionError"):
+        Explorable(lambda a: str(1 / (a - 3)), a=Slider([3, 4]), mode="live")
+
+
+def _is_figure_list(parts) -> bool:
+    from matplotlib.figure import Figure
+
+    return len(parts) == 1 and isinstance(parts[0], Figure)

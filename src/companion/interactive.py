@@ -29,8 +29,11 @@ Colab, VS Code: an IPython kernel whose current execute request allows stdin, wi
 installed) and ``"static"`` everywhere else: in the book build (myst-nb executes through
 nbclient, which never allows stdin), nbconvert, papermill, tests and plain Python. So each
 figure has exactly one set of working controls: live widgets in a notebook, precomputed
-controls in the book, never a dead widget. The environment variable
-``COMPANION_EXPLORABLE=static`` (or ``live``) overrides the guess.
+controls in the book, never a dead widget. nbval (``make test``'s notebook runner) allows stdin,
+so the test suite executes the chapters' live path while the book build checks the static one.
+A live explorable calls the function once at once, with the initial values, so that a broken
+function fails its cell. The environment variable ``COMPANION_EXPLORABLE=static`` (or ``live``)
+overrides the guess.
 
 Why not both in one output (a widget view plus an HTML fallback)? myst-nb would render the
 widget view, whose saved state has no Python behind it: the dead control this module exists
@@ -431,6 +434,26 @@ class Explorable:
         self._widget = None
         if self.mode == "static":
             self._precompute()
+        else:  # draw the initial values now, so that a broken fn fails the cell, not the widget
+            self._first_parts = self._call({n: c.values[c.index] for n, c in self.controls.items()})
+
+    def _call(self, values: dict) -> list:
+        """fn's parts for these control values; an error names the values. The pyplot figures
+        fn opens are closed (they can still be saved and displayed), so that the inline backend
+        does not show them a second time at the end of the cell."""
+        import matplotlib.pyplot as plt
+
+        before = set(plt.get_fignums())
+        try:
+            return _parts(self.fn(**values))
+        except Exception as err:
+            raise RuntimeError(
+                f"{getattr(self.fn, '__name__', 'fn')}({_call_description(list(values), list(values.values()))}) "
+                f"failed: {type(err).__name__}: {err}"
+            ) from err
+        finally:
+            for number in set(plt.get_fignums()) - before:
+                plt.close(number)
 
     # ---- static ------------------------------------------------------------------------
     def _grid_text(self) -> str:
@@ -442,34 +465,20 @@ class Explorable:
                 f"the grid has {self.n_frames} combinations ({self._grid_text()}), more than "
                 f"max_frames={self.max_frames}: choose a coarser grid or fewer options"
             )
-        import matplotlib.pyplot as plt
-
         parts, index, frames, first_png = [], {}, [], None
         for combo in itertools.product(*(range(n) for n in self.shape)):
             values = [c.values[i] for c, i in zip(self.controls.values(), combo)]
-            before = set(plt.get_fignums())
-            try:
-                try:
-                    result = _parts(self.fn(**dict(zip(self.names, values))))
-                except Exception as err:
-                    raise RuntimeError(
-                        f"{getattr(self.fn, '__name__', 'fn')}({_call_description(self.names, values)}) "
-                        f"failed: {type(err).__name__}: {err}"
-                    ) from err
-                frame = []
-                for item in result:
-                    part = _static_part(item, self.dpi, self.colors)
-                    if first_png is None and part["t"] == "png":
-                        first_png = part
-                    key = _script_json(part)
-                    if key not in index:
-                        index[key] = len(parts)
-                        parts.append(part)
-                    frame.append(index[key])
-                frames.append(frame)
-            finally:
-                for number in set(plt.get_fignums()) - before:
-                    plt.close(number)
+            frame = []
+            for item in self._call(dict(zip(self.names, values))):
+                part = _static_part(item, self.dpi, self.colors)
+                if first_png is None and part["t"] == "png":
+                    first_png = part
+                key = _script_json(part)
+                if key not in index:
+                    index[key] = len(parts)
+                    parts.append(part)
+                frame.append(index[key])
+            frames.append(frame)
         self.n_distinct = len(parts)
         self.data = {
             "v": 1,
@@ -546,7 +555,18 @@ class Explorable:
             import ipywidgets
 
             boxes = {name: c.live_widget(name) for name, c in self.controls.items()}
-            out = ipywidgets.interactive_output(self._show_live, boxes)
+            out = ipywidgets.Output()
+
+            def redraw(change=None):
+                values = {name: box.value for name, box in boxes.items()}
+                with out:
+                    out.clear_output(wait=True)
+                    self._show_live(self._call(values))
+
+            for box in boxes.values():
+                box.observe(redraw, names="value")
+            with out:
+                self._show_live(self._first_parts)
             children = []
             if self.title:
                 children.append(ipywidgets.HTML(f"<b>{html.escape(self.title)}</b>"))
@@ -555,24 +575,16 @@ class Explorable:
             self._widget.controls = boxes
         return self._widget
 
-    def _show_live(self, **values) -> None:
-        import matplotlib.pyplot as plt
+    def _show_live(self, parts: list) -> None:
         from IPython.display import HTML, display
 
-        before = set(plt.get_fignums())
-        try:
-            for item in _parts(self.fn(**values)):
-                if _is_figure(item):
-                    display(item)
-                elif isinstance(item, str):
-                    print(item)
-                elif isinstance(item, AttentionView):
-                    display(item)
-                else:
-                    display(HTML(item._repr_html_()))
-        finally:
-            for number in set(plt.get_fignums()) - before:
-                plt.close(number)
+        for item in parts:
+            if isinstance(item, str):
+                print(item)
+            elif _is_figure(item) or isinstance(item, AttentionView):
+                display(item)
+            else:
+                display(HTML(item._repr_html_()))
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         if self.mode == "live":
