@@ -31,7 +31,7 @@ nbclient, which never allows stdin), nbconvert, papermill, tests and plain Pytho
 figure has exactly one set of working controls: live widgets in a notebook, precomputed
 controls in the book, never a dead widget. nbval (``make test``'s notebook runner) allows stdin,
 so the test suite executes the chapters' live path while the book build checks the static one.
-A live explorable calls the function once at once, with the initial values, so that a broken
+A live explorable calls the function right away with the initial values, so that a broken
 function fails its cell. The environment variable ``COMPANION_EXPLORABLE=static`` (or ``live``)
 overrides the guess.
 
