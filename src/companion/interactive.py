@@ -27,7 +27,7 @@ Two ways to show the same thing, chosen when the explorable is made (``mode``):
 The default (``mode=None``) picks ``"live"`` in an interactive frontend (JupyterLab, Notebook,
 Colab, VS Code: an IPython kernel whose current execute request allows stdin, with ipywidgets
 installed) and ``"static"`` everywhere else: in the book build (myst-nb executes through
-nbclient, which never allows stdin), nbconvert, papermill, tests and plain Python. So each
+nbclient, which never allows stdin), nbconvert, papermill, unit tests and plain Python. So each
 figure has exactly one set of working controls: live widgets in a notebook, precomputed
 controls in the book, never a dead widget. nbval (``make test``'s notebook runner) allows stdin,
 so the test suite executes the chapters' live path while the book build checks the static one.
@@ -80,7 +80,6 @@ MAX_FRAMES = 400
 """Default guard on the number of grid combinations, checked before anything is drawn."""
 
 _MODES = ("static", "live")
-_TEX = re.compile(r"\$([^$]+)\$")
 
 
 # ---- controls ----------------------------------------------------------------------------
