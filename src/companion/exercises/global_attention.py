@@ -401,35 +401,84 @@ $\gamma < 1$ is possible and not guaranteed.
 
 register(ChoiceExercise(
     id="global_attention/alignment-shape",
-    title="Why the peaks need not sit on the anti-diagonal",
+    title="Reading the right digit from a mixture",
     options={
-        "a": "the outputs whose peak is off the anti-diagonal are wrong, and the exact match hides it",
-        "b": "a neighbour's annotation also carries the digit, so weight on it still delivers the word",
-        "c": "the decoder ignores its context and reads the digits from its initial state",
-        "d": "a softmax cannot produce a one-hot row, so the peak is always shared",
+        "a": "those outputs are wrong, and the accuracy hides it",
+        "b": "the annotation of word S-t alone carries the digit of word S-1-t (bidirectional encoder)",
+        "c": "word S-t was translated at the previous step; knowing its digit, the decoder can separate "
+             "the other digit from the mixture",
+        "d": "a softmax cannot produce a one-hot row, so the largest weight is always shared",
+    },
+    answer="c",
+    explanation=("Output t-1 translated word S-t, and its digit is the decoder's input y_{t-1}. A context that "
+                 "mixes h_{S-1-t} with h_{S-t} is then no ambiguity for the decoder: it knows one of the two "
+                 "digits. The loss asks for the right word, not for the largest weight to sit on it."),
+    mistakes=(
+        Mistake("a", "The accuracy counts every digit output on its own, including those whose largest weight "
+                     "is off the anti-diagonal: all are right."),
+        Mistake("b", "With all of its weight on word S-t the decoder is at chance: that annotation alone does not "
+                     "deliver the digit of word S-1-t to this decoder."),
+        Mistake("d", "Luong's model on the same task has an average largest weight above 0.9: a softmax row "
+                     "can be as sharp as the scores are far apart."),
+    ),
+    solution='answer = "c"\n',
+    solution_text=r"""
+(c). Output $t-1$ translated word $S-1-(t-1) = S-t$, so the decoder has just been fed that word's
+digit as $y_{t-1}$, and its state knows it. A context mixing $\mathbf{h}_{S-1-t}$ with
+$\mathbf{h}_{S-t}$ is then enough: the part of the mixture that comes from the known word can be
+discounted, and the rest names the new digit. The cross-entropy asks only for the right output, so
+nothing pushes the weight of the mixture onto one word.
+
+(b) is the tempting answer: in a bidirectional encoder the forward half of $\mathbf{h}_{j+1}$ has
+read $x_j$. But the measurement rules it out for this decoder: with all of its weight on word $S-t$
+it writes the right digit no more often than chance. (a) fails because every digit output is
+right, (d) because Luong's weights are nearly one-hot. What the measurements support is (c); they
+do not prove it, and a sharper test would change the fed $y_{t-1}$ and watch those outputs.
+""",
+))
+
+
+# --- Ablation: Luong's decoder without input feeding -------------------------------------------
+
+_ABLATION_SOLUTION = '''\
+from companion import experiments
+
+with_feeding = experiments.run("seq2seq-luong", progress=False)
+without = experiments.run("seq2seq-luong", input_feeding=False, progress=False)
+gap = without.metrics["exact_match"] - with_feeding.metrics["exact_match"]
+print(f"exact match with input feeding {with_feeding.metrics['exact_match']:.3f}, "
+      f"without {without.metrics['exact_match']:.3f}")
+assert abs(gap) < 0.05  # the conclusion this solution draws, checked
+answer = "b"
+'''
+
+register(ChoiceExercise(
+    id="global_attention/input-feeding-ablation",
+    title="Luong without input feeding",
+    options={
+        "a": "exact match falls below 0.5: without the fed state the decoder loses track of where it is",
+        "b": "exact match stays within 0.05 of the model with input feeding",
+        "c": "training diverges: the loss becomes NaN",
+        "d": "exact match rises by more than 0.05",
     },
     answer="b",
-    explanation=("The annotation h_j stacks a forward state that has read x_1..x_j and a backward state that has "
-                 "read x_j..x_S, so h_{j+1} (forward half) and h_{j-1} (backward half) contain x_j too. The loss "
-                 "asks for the right digit, not for the weight to sit on one position: any mixture from which "
-                 "the decoder can read the digit is as good."),
+    explanation=("The decoder's own recurrence counts its steps, and its initial state comes from the "
+                 "encoder's end states, which know the length: it can find position S-1-t without being told "
+                 "where it looked before."),
     mistakes=(
-        Mistake("a", "Exact match counts a sentence as right only if every greedy output is right, and the "
-                     "alignment statistics are taken on those very greedy outputs."),
-        Mistake("c", "The section on what attention weights explain replaced the weights by a permutation of "
-                     "themselves: the translation collapses. The decoder does read its context."),
-        Mistake("d", "Luong's model on the same task puts nearly all its weight on one word: a softmax row "
-                     "can be as sharp as the scores are large."),
+        Mistake("a", "Run it: the decoder's state still knows the step t (it counts its own steps) and the length "
+                     "S (from the encoder's end states)."),
+        Mistake("c", "Run it: the loss goes down as for the model with input feeding."),
+        Mistake("d", "Run it: the model with input feeding is already near 1, so there is no room for that."),
     ),
-    solution='answer = "b"\n',
+    solution=_ABLATION_SOLUTION,
     solution_text=r"""
-(b). In a bidirectional encoder, the forward half of $\mathbf{h}_{j+1}$ is computed right after
-reading $x_j$, and the backward half of $\mathbf{h}_{j-1}$ right after reading $x_j$ in the other
-direction: both annotations carry the digit of word $j$. A context that mixes $\mathbf{h}_j$ with a
-neighbour can therefore still deliver it, and the cross-entropy, which only asks for the right
-output word, has no reason to make the weights sharper. The premise "only word $L-1-t$ holds the
-information" is true of the *inputs* $x_j$, not of the annotations. The section on what attention
-weights explain measures it: masking the word with the largest weight often leaves the
-output unchanged.
+(b). To attend to word $S-1-t$ at step $t$, the decoder's state must know $t$ and $S$. It knows $t$
+because its recurrence runs once per output word, and $S$ because its initial state
+$\mathbf{z}_0$ is computed from the encoder's two end states. Neither needs the fed attentional
+state, so removing input feeding costs little here. Luong et al. found it useful on real
+translation, where what was attended before (which words are already translated) helps decide
+what to attend next; reversal has no such need. The code below trains the variant (it is cached
+after the first run) and checks the conclusion.
 """,
 ))
