@@ -192,7 +192,7 @@ def context_score_jacobian(scores, H):
     e = torch.exp(scores - scores.max())
     alpha = e / e.sum()  # (S,)
     c = alpha @ H  # (d,)
-    return (alpha[:, None] * (H - c)).T  # (d, S): column j = alpha_j (h_j - c)
+    return (alpha[:, None] * (H - c)).T  # (d, S): alpha_j (h_j - c)
 ''',
     solution_answer="context_score_jacobian",
     solution_text=r"""
@@ -268,9 +268,9 @@ register(FunctionExercise(
     ),
     solution='''\
 def additive_query_jacobian(z, H, W_a, U_a, v_a):
-    u = H @ U_a.T + W_a @ z  # (S, d_a): pre-activations, one row per word
+    u = H @ U_a.T + W_a @ z  # (S, d_a): one pre-activation per word
     slope = 1 - torch.tanh(u) ** 2  # (S, d_a): tanh'(u)
-    return (slope * v_a) @ W_a  # (S, d): row j = W_a^T (v_a * tanh'(u_j))
+    return (slope * v_a) @ W_a  # (S, d): W_a^T (v_a * tanh'(u_j))
 ''',
     solution_answer="additive_query_jacobian",
     solution_text=r"""
@@ -374,7 +374,8 @@ def gated_gradient(u, w, v, x, j):
         n.append(n_k)
     grad = (1 - u) * v * (1 - n[j] ** 2)  # d h_j / d x_j
     for k in range(j + 1, len(x)):  # then one factor per later step
-        grad = grad * (u + (1 - u) * w * (1 - n[k] ** 2))  # d h_k / d h_{k-1}
+        step = u + (1 - u) * w * (1 - n[k] ** 2)  # d h_k / d h_{k-1}
+        grad = grad * step
     return grad
 ''',
     solution_answer="gated_gradient",
@@ -443,12 +444,13 @@ do not prove it, and a sharper test would change the fed $y_{t-1}$ and watch tho
 _ABLATION_SOLUTION = '''\
 from companion import experiments
 
-with_feeding = experiments.run("seq2seq-luong", progress=False)
-without = experiments.run("seq2seq-luong", input_feeding=False, progress=False)
-gap = without.metrics["exact_match"] - with_feeding.metrics["exact_match"]
-print(f"exact match with input feeding {with_feeding.metrics['exact_match']:.3f}, "
-      f"without {without.metrics['exact_match']:.3f}")
-assert abs(gap) < 0.05  # the conclusion this solution draws, checked
+fed = experiments.run("seq2seq-luong", progress=False)
+unfed = experiments.run("seq2seq-luong", input_feeding=False,
+                        progress=False)
+with_ = fed.metrics["exact_match"]
+without = unfed.metrics["exact_match"]
+print(f"exact match with feeding {with_:.3f}, without {without:.3f}")
+assert abs(without - with_) < 0.05  # the conclusion, checked
 answer = "b"
 '''
 
