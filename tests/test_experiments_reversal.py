@@ -56,6 +56,15 @@ def test_bottleneck_shows_the_plain_model_falling_off_with_length(runs):
     assert m["attention_len_11_12"] >= 0.9, m
 
 
+def test_location_score_model_reaches_its_bar(private_cache):
+    """Luong's location score never reads the annotations; on this purely positional task it
+    still reaches 0.9 exact match (measured 0.968 with seed 0)."""
+    run = experiments.run("seq2seq-luong-location", progress=False)
+    assert run.config == TranslationConfig(kind="luong", luong_score="location")
+    assert run.model.decoder.score.W_a.out_features == run.config.max_length
+    assert run.metrics["exact_match"] >= 0.9, run.metrics
+
+
 def test_evaluate_counts_exact_matches_and_tokens():
     split = encode([[1, 2, 3], [4, 5]])
 

@@ -1,8 +1,9 @@
 """Chapter 3's trained models: the digit-reversal translation task with and without attention.
 
-``seq2seq-plain``, ``seq2seq-bahdanau`` and ``seq2seq-luong`` train one encoder-decoder each
-(teacher forcing, cross-entropy, Adam) on :mod:`companion.tasks.toy_translation` and report, on the
-held-out split, with greedy decoding:
+``seq2seq-plain``, ``seq2seq-bahdanau``, ``seq2seq-luong`` (general score) and
+``seq2seq-luong-location`` (Luong's location score, which never looks at the annotations) train
+one encoder-decoder each (teacher forcing, cross-entropy, Adam) on
+:mod:`companion.tasks.toy_translation` and report, on the held-out split, with greedy decoding:
 
 - ``exact_match``: the fraction of sentences translated without a single error;
 - ``token_accuracy``: the fraction of reference tokens (``<eos>`` included) predicted
@@ -54,7 +55,8 @@ def task_config(config: TranslationConfig) -> TaskConfig:
 def model_config(config: TranslationConfig) -> Seq2SeqConfig:
     return Seq2SeqConfig(kind=config.kind, src_vocab=len(SOURCE_VOCAB), tgt_vocab=len(TARGET_VOCAB),
                          embed_dim=config.embed_dim, hidden=config.hidden, attn_dim=config.attn_dim,
-                         luong_score=config.luong_score, input_feeding=config.input_feeding)
+                         luong_score=config.luong_score, input_feeding=config.input_feeding,
+                         max_source=config.max_length)
 
 
 def _check(config: TranslationConfig) -> None:
@@ -111,6 +113,8 @@ register("seq2seq-bahdanau", "digit-word reversal with Bahdanau (additive) atten
          TranslationConfig(kind="bahdanau"), build, fit)
 register("seq2seq-luong", "digit-word reversal with Luong (general, input feeding) attention (chapter 3)",
          TranslationConfig(kind="luong"), build, fit)
+register("seq2seq-luong-location", "digit-word reversal with Luong's location score (chapter 3)",
+         TranslationConfig(kind="luong", luong_score="location"), build, fit)
 
 
 # --- the bottleneck: exact match against source length ---------------------------------------

@@ -3,9 +3,11 @@
 A source sentence is a sequence of English number words, ``"seven two nine four"``; its
 translation is the same digits written as numerals in the reverse order, ``"4 9 2 7"``. The
 two languages have different vocabularies (a model must learn the word-to-digit lexicon) and
-the correct alignment is the anti-diagonal: output ``i`` of a length-``L`` sentence translates
-source word ``L - 1 - i``. Because digits repeat, the alignment cannot be found by content
-alone; the model has to know *where* it is in the source.
+the correct alignment is the anti-diagonal: output ``t`` of a sentence of ``S`` words translates
+source word ``S - 1 - t`` (both counted from 0). Because digits repeat, the alignment cannot be
+found by content alone; the model has to know *where* it is in the source. Each output copies
+one input position through the lexicon, which makes this a task for a pointer network (Vinyals
+et al. 2015) as much as for a translator.
 
 Everything is generated from seeds; the held-out test sentences never occur in training.
 
