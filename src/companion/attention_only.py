@@ -56,7 +56,8 @@ class AttentionOnly(nn.Module):
             raise TypeError(f"config must be an AttentionOnlyConfig, got {type(config).__name__}")
         self.config = config
         self.embed = nn.Embedding(config.vocab, config.embed_dim)
-        self.register_buffer("pe", sinusoidal_encoding(config.max_length, config.embed_dim, config.base), persistent=False)
+        pe = sinusoidal_encoding(config.max_length, config.embed_dim, config.base)  # (L_max, E)
+        self.register_buffer("pe", pe, persistent=False)
         self.attn = MultiHeadAttention(config.embed_dim, config.num_heads)
         self.unembed = nn.Linear(config.embed_dim, config.num_classes)
 

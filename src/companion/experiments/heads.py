@@ -109,7 +109,8 @@ def fit(model: AttentionOnly, config: HeadsConfig, progress: bool = True):
 
 register(
     "heads-specialise",
-    "one causal attention layer with two heads names the tokens 1 and 4 back; each head takes one lag (multi-head attention)",
+    "one causal attention layer with two heads names the tokens 1 and 4 back; "
+    "each head takes one lag (multi-head attention)",
     HeadsConfig(),
     build,
     fit,
