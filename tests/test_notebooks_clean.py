@@ -77,3 +77,23 @@ def test_notebook_installs_the_companion_on_colab(path: Path):
         f"{path.name}: the first code cell does not pip-install the companion from "
         f"git+{repository_url()}"
     )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_chapter_reads_in_the_html_column(path: Path):
+    """Code lines fit the HTML book's column (about 80 characters on a laptop screen; longer
+    lines are cut), and the chapter's title comes before its hidden set-up cells, so that the
+    page does not open on a "Show code cell source" bar."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    long = []
+    for index, cell in enumerate(cells):
+        if cell.get("cell_type") != "code":
+            continue
+        for number, line in enumerate("".join(cell["source"]).splitlines(), start=1):
+            if len(line) > 80:
+                long.append(f"cell {index} line {number}: {len(line)} characters")
+    assert not long, f"{path.name} has code lines over 80 characters:\n" + "\n".join(long)
+    first = cells[0]
+    assert first["cell_type"] == "markdown" and "".join(first["source"]).lstrip().startswith("# "), (
+        f"{path.name}: the first cell must be the chapter's title (# ...)"
+    )
