@@ -1,4 +1,4 @@
-"""Scoring functions: how well a query matches a key (book, chapter 2).
+"""Scoring functions: how well a query matches a key.
 
 Each takes queries of shape ``(batch, ..., len_q, d_q)`` and keys of shape
 ``(batch, ..., len_k, d_k)`` and returns scores of shape ``(batch, ..., len_q, len_k)``.

@@ -1,4 +1,4 @@
-"""The masked, numerically stable softmax and its logarithm (book, chapter 2).
+"""The masked, numerically stable softmax and its logarithm.
 
     softmax(s)_j     = exp(s_j - m) / sum_k exp(s_k - m),  m = max_k s_k    (eq-softmax-stable)
     log_softmax(s)_j = (s_j - m) - log sum_k exp(s_k - m)

@@ -196,7 +196,7 @@ def context_score_jacobian(scores, H):
 ''',
     solution_answer="context_score_jacobian",
     solution_text=r"""
-With $\mathbf{c} = \sum_k \alpha_k \mathbf{h}_k$ and chapter 2's softmax Jacobian
+With $\mathbf{c} = \sum_k \alpha_k \mathbf{h}_k$ and the softmax Jacobian (eq-softmax-jacobian)
 $\partial \alpha_k / \partial s_j = \alpha_k (\delta_{kj} - \alpha_j)$,
 
 $$

@@ -107,13 +107,13 @@ def fit(model: Seq2Seq, config: TranslationConfig, progress: bool = True):
     return metrics, history
 
 
-register("seq2seq-plain", "digit-word reversal, encoder-decoder without attention (chapter 3)",
+register("seq2seq-plain", "digit-word reversal, encoder-decoder without attention",
          TranslationConfig(kind="plain"), build, fit)
-register("seq2seq-bahdanau", "digit-word reversal with Bahdanau (additive) attention (chapter 3)",
+register("seq2seq-bahdanau", "digit-word reversal with Bahdanau (additive) attention",
          TranslationConfig(kind="bahdanau"), build, fit)
-register("seq2seq-luong", "digit-word reversal with Luong (general, input feeding) attention (chapter 3)",
+register("seq2seq-luong", "digit-word reversal with Luong (general, input feeding) attention",
          TranslationConfig(kind="luong"), build, fit)
-register("seq2seq-luong-location", "digit-word reversal with Luong's location score (chapter 3)",
+register("seq2seq-luong-location", "digit-word reversal with Luong's location score",
          TranslationConfig(kind="luong", luong_score="location"), build, fit)
 
 
@@ -164,5 +164,5 @@ def fit_bottleneck(model: nn.ModuleDict, config: BottleneckConfig, progress: boo
     return metrics, history
 
 
-register("bottleneck", "exact match by source length, plain vs attention encoder-decoder (chapter 3)",
+register("bottleneck", "exact match by source length, plain vs attention encoder-decoder",
          BottleneckConfig(), build_bottleneck, fit_bottleneck)

@@ -1,4 +1,4 @@
-"""A synthetic translation task for chapter 3: read digits as words, write them back reversed.
+"""A synthetic translation task: read digits as words, write them back reversed.
 
 A source sentence is a sequence of English number words, ``"seven two nine four"``; its
 translation is the same digits written as numerals in the reverse order, ``"4 9 2 7"``. The
