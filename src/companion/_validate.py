@@ -6,6 +6,9 @@ wrong tensor learns what was expected instead of meeting a NaN or a cryptic broa
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -41,8 +44,11 @@ def batch_shapes_broadcast(**shapes: tuple) -> None:
         raise ValueError(f"batch dimensions do not broadcast: {listed}") from None
 
 
-def mask(m, name: str, target_shape: tuple) -> torch.Tensor | None:
-    """Check that ``m`` is None or a boolean tensor broadcastable to ``target_shape``."""
+def mask(m, name: str, target_shape: tuple, target: str = "the scores' shape") -> torch.Tensor | None:
+    """Check that ``m`` is None or a boolean tensor broadcastable to ``target_shape``.
+
+    ``target`` names what ``target_shape`` is, for the error message.
+    """
     if m is None:
         return None
     if not isinstance(m, torch.Tensor):
@@ -57,16 +63,26 @@ def mask(m, name: str, target_shape: tuple) -> torch.Tensor | None:
         shape = None
     if shape != torch.Size(target_shape):
         raise ValueError(
-            f"{name} of shape {tuple(m.shape)} does not broadcast to the scores' shape "
-            f"{tuple(target_shape)}"
+            f"{name} of shape {tuple(m.shape)} does not broadcast to {target} {tuple(target_shape)}"
         )
     return m
 
 
 def finite(x: torch.Tensor, name: str) -> None:
-    """Reject NaN inputs (infinite values are allowed: they are legitimate masked scores)."""
+    """Reject NaN inputs (infinite values are allowed: they are legitimate masked scores).
+
+    This scans the whole tensor: keep it out of hot paths (attention and the softmax check
+    only the row maxima they compute anyway, see :mod:`companion.softmax`).
+    """
     if torch.isnan(x).any():
         raise ValueError(f"{name} contains NaN (shape {tuple(x.shape)})")
+
+
+def positive_number(value, name: str) -> float:
+    """Check that ``value`` is a positive, finite real number (not a bool, not a tensor)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0 < value < math.inf):
+        raise ValueError(f"{name} must be positive and finite (a real number), got {value!r}")
+    return float(value)
 
 
 def positive_int(value, name: str) -> int:

@@ -3,6 +3,12 @@
 Convention (as in ``torch.nn.functional.scaled_dot_product_attention``): ``True`` means
 *may attend*, ``False`` means *blocked*. Masks broadcast against scores of shape
 ``(batch, ..., len_q, len_k)``.
+
+The causal mask (eq-causal-mask) lets query ``i`` see key ``j`` iff ``j <= i + offset``.
+With ``offset = 0`` and ``len_q == len_k`` it is the lower triangle of the decoder's
+self-attention. When a decoder keeps a cache of ``len_k`` keys and feeds the last ``len_q``
+positions, the queries sit at the *end* of the key sequence, and ``offset = len_k - len_q``
+aligns them there: a single new query (``len_q = 1``) sees every cached key.
 """
 
 from __future__ import annotations
@@ -12,13 +18,23 @@ import torch
 from . import _validate
 
 
-def causal_mask(length: int, device=None) -> torch.Tensor:
-    """Lower-triangular mask of shape ``(length, length)``: query ``i`` may see keys ``j <= i``.
+def causal_mask(len_q: int, len_k: int | None = None, offset: int = 0, device=None) -> torch.Tensor:
+    """Causal mask of shape ``(len_q, len_k)``: query ``i`` may see key ``j`` iff ``j <= i + offset``.
 
-    This is the mask of the decoder's self-attention (book, chapter 2, eq. "causal mask").
+    This is eq-causal-mask. ``causal_mask(L)`` is the ``(L, L)`` lower triangle.
+
+    Args:
+        len_q: number of queries, a positive integer.
+        len_k: number of keys, a positive integer; defaults to ``len_q``.
+        offset: an integer (may be negative) that shifts the diagonal to the right;
+            ``len_k - len_q`` aligns the queries with the end of the keys.
+        device: where the mask is created.
     """
-    _validate.positive_int(length, "length")
-    return torch.ones(length, length, dtype=torch.bool, device=device).tril()
+    _validate.positive_int(len_q, "len_q")
+    len_k = len_q if len_k is None else _validate.positive_int(len_k, "len_k")
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise ValueError(f"offset must be an integer, got {offset!r} ({type(offset).__name__})")
+    return torch.ones(len_q, len_k, dtype=torch.bool, device=device).tril(offset)  # (Lq, Lk)
 
 
 def padding_mask(lengths, max_length: int | None = None) -> torch.Tensor:
@@ -26,8 +42,9 @@ def padding_mask(lengths, max_length: int | None = None) -> torch.Tensor:
 
     Entry ``[b, 0, j]`` is True when key ``j`` is a real token of sequence ``b``
     (``j < lengths[b]``). The singleton axis lets it broadcast over queries:
-    ``scores`` of shape ``(batch, len_q, len_k)``. For multi-head scores of shape
-    ``(batch, heads, len_q, len_k)`` use ``mask.unsqueeze(1)``.
+    ``scores`` of shape ``(batch, len_q, len_k)``. :class:`companion.attention.MultiHeadAttention`
+    takes it as it is (it inserts the head axis of a 3-D mask); for multi-head scores of shape
+    ``(batch, heads, len_q, len_k)`` used directly, take ``mask.unsqueeze(1)``.
     """
     if not isinstance(lengths, torch.Tensor):
         lengths = torch.as_tensor(lengths)

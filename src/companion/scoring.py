@@ -11,13 +11,14 @@ dot                    q^T k                                         Luong et al
 scaled dot             q^T k / sqrt(d_k)                             Vaswani et al. 2017
 general (bilinear)     q^T W k                                       Luong et al. 2015
 additive (concat)      w_v^T tanh(W_q q + W_k k)                     Bahdanau et al. 2015
-cosine                 q^T k / (|q| |k|), optionally divided by tau  Graves et al. 2014
+cosine                 beta q^T k / (|q| |k| tau)                    Graves et al. 2014
 =====================  ===========================================  ===================
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -53,17 +54,63 @@ def scaled_dot_score(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
     return query @ key.transpose(-2, -1) / math.sqrt(query.shape[-1])
 
 
-def cosine_score(query: torch.Tensor, key: torch.Tensor, temperature: float = 1.0, eps: float = 1e-8) -> torch.Tensor:
-    """Cosine-similarity score ``q^T k / (|q| |k| tau)`` (eq-cosine-score; the NTM's content key).
+def _leading_axes_scale(scale, scores_shape: tuple, dtype: torch.dtype):
+    """Check a cosine score's ``scale`` and give it the scores' number of axes (see :func:`cosine_score`)."""
+    if not isinstance(scale, torch.Tensor):
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not 0 <= scale < math.inf:
+            raise ValueError(f"scale must be a non-negative finite number or tensor, got {scale!r}")
+        return scale
+    if not scale.dtype.is_floating_point:
+        raise TypeError(f"scale must have a floating dtype, got {scale.dtype}")
+    n = len(scores_shape)
+    aligned = scale.reshape(*scale.shape, *([1] * (n - scale.dim()))) if scale.dim() <= n else scale
+    try:
+        fits = scale.dim() <= n and torch.broadcast_shapes(aligned.shape, scores_shape) == scores_shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"scale of shape {tuple(scale.shape)} must match the leading axes of the scores "
+            f"{tuple(scores_shape)} (each axis equal or 1), e.g. ({scores_shape[0]},) for one "
+            f"scale per batch row"
+        )
+    if not (torch.isfinite(scale).all() and (scale >= 0).all()):  # one look at a few numbers
+        raise ValueError(f"scale must be non-negative and finite, got {scale.detach()}")
+    return aligned.to(dtype)  # (B, ..., 1, 1) or as many axes as the scores
 
-    ``eps`` guards the division for zero vectors, whose score is 0.
+
+def cosine_score(query: torch.Tensor, key: torch.Tensor, temperature: float = 1.0, eps: float = 1e-8,
+                 *, scale=None) -> torch.Tensor:
+    """Cosine-similarity score ``scale * q^T k / (|q| |k| tau)`` (eq-cosine-score; the NTM's content key).
+
+    Args:
+        query: ``(B, ..., Lq, d)``; key: ``(B, ..., Lk, d)``.
+        temperature: ``tau``, a positive finite number.
+        eps: guards the division: a zero vector has norm ``max(|q|, eps)``, so its score is 0
+            (finite, with a finite gradient).
+        scale: optional multiplier, e.g. the key strength ``beta`` of the neural Turing machine,
+            one per batch row. Either a non-negative finite number, or a floating tensor whose
+            axes are read as the *leading* axes of the scores ``(B, ..., Lq, Lk)``: singleton
+            axes are appended on the right until it has as many axes as the scores, and each
+            axis must then equal the scores' or be 1. So for scores ``(B, Lq, Lk)`` a ``beta``
+            of shape ``(B,)`` or ``(B, 1)`` scales row ``b`` by ``beta[b]``, and ``(B, Lq)``
+            gives one scale per query. (This is left alignment, unlike torch's broadcasting,
+            which aligns on the right.) Zero is allowed (uniform weights); a negative or
+            non-finite entry raises ``ValueError``. Gradients flow into a tensor ``scale``.
+
+    Returns:
+        Scores ``(B, ..., Lq, Lk)``.
     """
     _check_pair(query, key)
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature!r}")
-    q = query / query.norm(dim=-1, keepdim=True).clamp_min(eps)
-    k = key / key.norm(dim=-1, keepdim=True).clamp_min(eps)
-    return q @ k.transpose(-2, -1) / temperature
+    _validate.positive_number(temperature, "temperature")
+    _validate.positive_number(eps, "eps")
+    batch = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2])
+    scores_shape = (*batch, query.shape[-2], key.shape[-2])
+    factor = None if scale is None else _leading_axes_scale(scale, scores_shape, query.dtype)
+    q = query / query.norm(dim=-1, keepdim=True).clamp_min(eps)  # (B, ..., Lq, d), unit rows
+    k = key / key.norm(dim=-1, keepdim=True).clamp_min(eps)  # (B, ..., Lk, d), unit rows
+    scores = q @ k.transpose(-2, -1) / temperature  # (B, ..., Lq, Lk)
+    return scores if factor is None else scores * factor  # factor: a number or (B, ..., 1, 1)-like
 
 
 class GeneralScore(nn.Module):

@@ -222,8 +222,8 @@ class Seq2Seq(nn.Module):
         annotations, summary = self.encoder(self.encoder.embed(src), src_lengths)
         mask = padding_mask(src_lengths, src.shape[1])
         carry = self.decoder.start(annotations, summary, mask)
-        y = torch.full((src.shape[0],), BOS, dtype=torch.long)
-        done = torch.zeros(src.shape[0], dtype=torch.bool)
+        y = torch.full((src.shape[0],), BOS, dtype=torch.long, device=src.device)  # (B,)
+        done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)  # (B,)
         ids, weights = [], []
         for _ in range(max_steps):
             logits, carry, alpha = self.decoder.step(y, carry, annotations, mask)
