@@ -45,6 +45,8 @@ def test_window_statistics_count_the_window():
     assert stats["positions_per_step"] == pytest.approx((2 + 3 * 5 + 2) / 7)
     reversal = window_statistics(model, split, "reversal")
     assert reversal["window_hits"] == pytest.approx(1 / 7)  # |6 - 2t| <= 1 only at t = 3
+    two = encode([[1, 2, 3, 4, 5, 6, 7], [3, 2, 1]])
+    assert window_statistics(model, two, "monotonic")["window_hits"] == 1.0
 
 
 def test_bad_settings():

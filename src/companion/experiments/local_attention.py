@@ -96,7 +96,7 @@ def window_statistics(model: LocalSeq2Seq, split: Split, task: str) -> dict:
     L = split.src_lengths[:, None]  # (N, 1)
     t = torch.arange(centres.shape[1])[None, :]  # (1, T')
     digit = t < L  # (N, T') the outputs that translate a word
-    correct = (L - 1 - t) if task == "reversal" else t  # (N, T') the word output t translates
+    correct = (L - 1 - t) if task == "reversal" else t.expand_as(digit)  # (N, T') its word
     hit = inside.gather(2, correct.clamp(0, S - 1).unsqueeze(-1)).squeeze(-1)  # (N, T')
     return {"positions_per_step": inside.sum(-1)[digit].double().mean().item(),
             "window_hits": hit[digit].double().mean().item(),
