@@ -4,6 +4,11 @@ and the hard-attention model are measured, and their settings are checked.
 
 The hard model's own bar (non-relational accuracy >= 0.85) is NOT met within the two-minute budget
 (see the chapter and the branch report), so it is not asserted here.
+
+Measured (default configs, one thread, 2 loaded cores): vqa-soft seed 0 non-relational 0.998,
+relational 0.542, attention on target 0.935 in 29-48 s; seed 2 0.998 / 0.525 / 0.937; seed 1 FAILS
+the bars (0.678 / 0.699 / 0.109: it settles in a pooling solution). vqa-no-attention 0.566 / 0.699;
+vqa-hard 0.504 / 0.447 with uniform attention (0.089).
 """
 
 import pytest
