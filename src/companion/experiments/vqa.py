@@ -1,0 +1,171 @@
+"""Visual question answering on generated scenes, with and without attention over the image.
+
+``vqa-no-attention``, ``vqa-soft`` and ``vqa-hard`` (REINFORCE with a learned baseline;
+``vqa-hard-gumbel`` trains the same model with the straight-through Gumbel-softmax) train a
+model of :mod:`companion.image_attention` on :mod:`companion.tasks.shapes_vqa`. A batch is a
+few scenes with every question about them (one CNN pass per scene). Metrics, on held-out scenes:
+
+- ``accuracy``, ``accuracy_nonrelational``, ``accuracy_relational``;
+- for the attention models, ``attention_on_target``: the mean attention mass on the cells of
+  the object a non-relational question is about (for the hard model: the probability it gives
+  those cells; ``choice_on_target`` is how often the cell it reads is one of them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .. import _validate
+from ..hard import reinforce_surrogate
+from ..image_attention import ESTIMATORS, VQA_KINDS, VQAModel, VQAModelConfig, build_model, check_config
+from ..tasks.shapes_vqa import ANSWERS, QUESTION_DIM, VQAConfig, VQAData, make_splits, target_cells
+from ..training import train
+from .registry import register
+
+
+@dataclass(frozen=True)
+class VQAExperimentConfig:
+    seed: int = 0
+    kind: str = "soft"
+    estimator: str = "reinforce"
+    tau: float = 1.0
+    channels: int = 32
+    cell: int = 4
+    key_dim: int = 32
+    hidden: int = 128
+    size: int = 32
+    train_scenes: int = 3000
+    test_scenes: int = 300
+    steps: int = 900
+    scenes_per_batch: int = 16
+    lr: float = 3e-3
+    entropy: float = 0.0  # hard attention: weight of the policy's entropy bonus
+    samples: int = 8  # hard attention: cells drawn per question in training (K >= 2)
+    expected_share: float = 0.5  # hard attention: questions that read the expected cell instead
+
+
+def model_config(config: VQAExperimentConfig) -> VQAModelConfig:
+    return VQAModelConfig(kind=config.kind, question_dim=QUESTION_DIM, answers=len(ANSWERS),
+                          channels=config.channels, cell=config.cell, key_dim=config.key_dim, hidden=config.hidden,
+                          estimator=config.estimator, tau=config.tau, samples=config.samples,
+                          expected_share=config.expected_share)
+
+
+def _check(config: VQAExperimentConfig) -> None:
+    if not isinstance(config, VQAExperimentConfig):
+        raise TypeError(f"config must be a VQAExperimentConfig, got {type(config).__name__}")
+    check_config(model_config(config))
+    for name in ("size", "train_scenes", "test_scenes", "scenes_per_batch"):
+        _validate.positive_int(getattr(config, name), name)
+    if config.kind == "hard" and config.estimator == "reinforce" and config.samples < 2:
+        raise ValueError(f"samples must be at least 2 for the leave-one-out baseline, got {config.samples}")
+    if isinstance(config.steps, bool) or not isinstance(config.steps, int) or config.steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {config.steps!r}")
+    if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
+        raise ValueError(f"lr must be a positive number, got {config.lr!r}")
+    if not (isinstance(config.entropy, (int, float)) and math.isfinite(config.entropy) and config.entropy >= 0):
+        raise ValueError(f"entropy must be a non-negative number, got {config.entropy!r}")
+
+
+def task_config(config: VQAExperimentConfig) -> VQAConfig:
+    """The data settings (the data seed is fixed: every model sees the same scenes)."""
+    return VQAConfig(size=config.size, train_scenes=config.train_scenes, test_scenes=config.test_scenes, seed=0)
+
+
+def build(config: VQAExperimentConfig) -> VQAModel:
+    _check(config)
+    return build_model(model_config(config))
+
+
+def scene_batch(data: VQAData, scenes: torch.Tensor):
+    """Every question about ``scenes``: ``(images (b, 3, H, W), questions, scene (n,), rows (n,))``."""
+    per_scene = len(data) // len(data.images)
+    rows = (scenes[:, None] * per_scene + torch.arange(per_scene)).flatten()  # (n,)
+    local = torch.arange(len(scenes)).repeat_interleave(per_scene)  # (n,) index into the batch's images
+    return data.images[scenes], data.questions[rows], local, rows
+
+
+def loss_on(model: VQAModel, data: VQAData, scenes: torch.Tensor, entropy: float = 0.0,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """Cross-entropy of the answers; for hard attention trained with REINFORCE, minus the
+    surrogate of eq-reinforce, whose reward is the log-likelihood of the right answer and whose
+    baseline, for each of the K cells drawn, is the mean reward of the other K - 1 (it does not
+    depend on that cell's choice), and minus an entropy bonus."""
+    images, questions, scene, rows = scene_batch(data, scenes)
+    answers = data.answers[rows]  # (n,)
+    if model.config.kind != "hard":
+        logits, _ = model(images, questions, scene)
+        return F.cross_entropy(logits, answers)
+    logits, weights = model(images, questions, scene, generator=generator)  # (n, K, A), (n, G*G)
+    K = logits.shape[1]
+    nll = F.cross_entropy(logits.flatten(0, 1), answers.repeat_interleave(K), reduction="none").view(-1, K)
+    bonus = -(weights * torch.log(weights.clamp_min(1e-12))).sum(-1).mean()
+    loss = nll.mean() - entropy * bonus
+    if model.config.estimator == "reinforce":
+        reward = -nll.detach()  # (n, K)
+        baseline = (reward.sum(1, keepdim=True) - reward) / (K - 1)  # (n, K) leave-one-out mean
+        loss = loss - reinforce_surrogate(model.last_log_prob, reward, baseline)
+    return loss
+
+
+@torch.no_grad()
+def evaluate(model: VQAModel, data: VQAData, batch_scenes: int = 100) -> dict:
+    """Accuracies and, with attention, the attention mass on the target object's cells."""
+    model.eval()
+    correct, weights = [], []
+    for start in range(0, len(data.images), batch_scenes):
+        scenes = torch.arange(start, min(start + batch_scenes, len(data.images)))
+        images, questions, scene, rows = scene_batch(data, scenes)
+        logits, w = model(images, questions, scene)
+        correct.append(logits.argmax(-1) == data.answers[rows])
+        if w is not None:
+            weights.append(w)
+    correct = torch.cat(correct)  # (N,)
+    rel = data.relational
+    out = {"accuracy": correct.double().mean().item(),
+           "accuracy_nonrelational": correct[~rel].double().mean().item(),
+           "accuracy_relational": correct[rel].double().mean().item()}
+    for k in range(6):
+        out[f"accuracy_kind_{k}"] = correct[data.kind == k].double().mean().item()
+    if weights:
+        w = torch.cat(weights)  # (N, G*G)
+        grid = int(round(math.sqrt(w.shape[1])))
+        target = target_cells(data, grid)  # (N, G*G)
+        on = (w * target).sum(-1)  # (N,)
+        out["attention_on_target"] = on[~rel].double().mean().item()
+        chosen = target.gather(1, w.argmax(-1, keepdim=True)).squeeze(1)  # (N,)
+        out["choice_on_target"] = chosen[~rel].double().mean().item()
+    return out
+
+
+def fit(model: VQAModel, config: VQAExperimentConfig, progress: bool = True):
+    _check(config)
+    train_data, test_data = make_splits(task_config(config))
+    order = torch.Generator().manual_seed(config.seed)
+    noise = torch.Generator().manual_seed(config.seed + 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        for group in optimizer.param_groups:  # constant for the first half, then linearly to zero
+            group["lr"] = config.lr * min(1.0, 2.0 * (1.0 - step / config.steps))
+        scenes = torch.randint(0, len(train_data.images), (config.scenes_per_batch,), generator=order)
+        return loss_on(model, train_data, scenes, config.entropy, noise)
+
+    log = train(model, loss_fn, steps=config.steps, optimizer=optimizer, progress=progress,
+                desc=f"vqa ({config.kind})")
+    metrics = {**evaluate(model, test_data), "steps": log.steps, "interrupted": log.interrupted}
+    return metrics, {"loss": log.losses}
+
+
+register("vqa-no-attention", "shapes VQA: CNN cells averaged, no attention",
+         VQAExperimentConfig(kind="pooled"), build, fit)
+register("vqa-soft", "shapes VQA: soft attention of the question over the CNN's cells",
+         VQAExperimentConfig(kind="soft"), build, fit)
+register("vqa-hard", "shapes VQA: hard attention (one cell), REINFORCE with a learned baseline",
+         VQAExperimentConfig(kind="hard"), build, fit)
+register("vqa-hard-gumbel", "shapes VQA: hard attention (one cell), straight-through Gumbel-softmax",
+         VQAExperimentConfig(kind="hard", estimator="gumbel"), build, fit)
