@@ -59,16 +59,14 @@ def _check(config: RetrievalConfig) -> None:
         _validate.positive_int(getattr(config, name), name)
     if isinstance(config.num_pairs, bool) or not isinstance(config.num_pairs, int) or config.num_pairs < 2:
         raise ValueError(f"num_pairs must be an integer of at least 2, got {config.num_pairs!r}")
-    if isinstance(config.steps, bool) or not isinstance(config.steps, int) or config.steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {config.steps!r}")
+    _validate.non_negative_int(config.steps, "steps")
     if not (isinstance(config.noise, (int, float)) and math.isfinite(config.noise) and config.noise >= 0):
         raise ValueError(f"noise must be a non-negative number, got {config.noise!r}")
     if isinstance(config.init_scale, bool) or not (
             isinstance(config.init_scale, (int, float)) and math.isfinite(config.init_scale)
             and config.init_scale > 0):
         raise ValueError(f"init_scale must be a positive number, got {config.init_scale!r}")
-    if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
-        raise ValueError(f"lr must be a positive number, got {config.lr!r}")
+    _validate.positive_number(config.lr, "lr")
 
 
 def build(config: RetrievalConfig) -> RetrievalAttention:

@@ -17,7 +17,6 @@ on held-out sequences (positions with a target only):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -51,10 +50,8 @@ def _check(config: HeadsConfig) -> None:
     for name in ("vocab", "length", "embed_dim", "num_heads", "batch_size", "test_size"):
         _validate.positive_int(getattr(config, name), name)
     check_lags(config.lags, config.length)
-    if isinstance(config.steps, bool) or not isinstance(config.steps, int) or config.steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {config.steps!r}")
-    if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
-        raise ValueError(f"lr must be a positive number, got {config.lr!r}")
+    _validate.non_negative_int(config.steps, "steps")
+    _validate.positive_number(config.lr, "lr")
 
 
 def build(config: HeadsConfig) -> AttentionOnly:

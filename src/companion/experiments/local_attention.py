@@ -15,7 +15,6 @@ the held-out split with greedy decoding:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -67,10 +66,8 @@ def _check(config: LocalConfig) -> None:
     check_config(model_config(config))
     for name in ("batch_size", "min_length", "max_length", "train_size", "test_per_length"):
         _validate.positive_int(getattr(config, name), name)
-    if isinstance(config.steps, bool) or not isinstance(config.steps, int) or config.steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {config.steps!r}")
-    if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
-        raise ValueError(f"lr must be a positive number, got {config.lr!r}")
+    _validate.non_negative_int(config.steps, "steps")
+    _validate.positive_number(config.lr, "lr")
 
 
 def splits(config: LocalConfig) -> tuple[Split, Split]:

@@ -63,10 +63,8 @@ def _check(config: VQAExperimentConfig) -> None:
         _validate.positive_int(getattr(config, name), name)
     if config.kind == "hard" and config.estimator == "reinforce" and config.samples < 2:
         raise ValueError(f"samples must be at least 2 for the leave-one-out baseline, got {config.samples}")
-    if isinstance(config.steps, bool) or not isinstance(config.steps, int) or config.steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {config.steps!r}")
-    if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
-        raise ValueError(f"lr must be a positive number, got {config.lr!r}")
+    _validate.non_negative_int(config.steps, "steps")
+    _validate.positive_number(config.lr, "lr")
     if not (isinstance(config.entropy, (int, float)) and math.isfinite(config.entropy) and config.entropy >= 0):
         raise ValueError(f"entropy must be a non-negative number, got {config.entropy!r}")
 
