@@ -81,3 +81,4 @@ def test_bad_config():
         LocalSeq2Seq(LocalSeq2SeqConfig(half_width=0))
     with pytest.raises(TypeError, match="model"):
         decode(torch.nn.Linear(2, 2), torch.zeros(1, 2, dtype=torch.long), torch.tensor([2]))
+

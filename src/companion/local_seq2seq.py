@@ -68,7 +68,7 @@ class LocalDecoder(nn.Module):
 
     def start(self, annotations, summary, mask):
         z = torch.tanh(self.init(summary))  # z_0 (B, D)
-        t = torch.zeros(z.shape[0], dtype=z.dtype)  # (B,)
+        t = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)  # (B,)
         return (z, torch.zeros_like(z), t, t)  # state, attentional state, step, centre
 
     def centre(self, z, t, mask):
@@ -78,13 +78,16 @@ class LocalDecoder(nn.Module):
         lengths = mask.sum(-1).squeeze(-1)  # (B,) real source length
         return self.center(z, lengths)  # (B,)
 
-    def step(self, y_prev, carry, annotations, mask):
+    def step(self, y_prev, carry, annotations, mask, alpha=None):
+        """One decoder step; ``alpha (B, S)``, when given, replaces the local weights (as in
+        :meth:`companion.seq2seq.Seq2Seq.forward`'s ``weights=``)."""
         z, z_tilde, t, _ = carry
         e = self.embed(y_prev)  # (B, E)
         z = self.cell(torch.cat([e, z_tilde], -1), z)  # z_t (B, D)
-        scores = self.score(z.unsqueeze(1), annotations).squeeze(1)  # (B, S)
         p = self.centre(z, t, mask)  # (B,)
-        alpha = local_weights(scores, p, self.half_width, mask=mask.squeeze(1))  # (B, S)
+        if alpha is None:
+            scores = self.score(z.unsqueeze(1), annotations).squeeze(1)  # (B, S)
+            alpha = local_weights(scores, p, self.half_width, mask=mask.squeeze(1))  # (B, S)
         c = (alpha.unsqueeze(1) @ annotations).squeeze(1)  # (B, D)
         z_tilde = torch.tanh(self.W_c(torch.cat([c, z], -1)))  # (B, D)
         return self.out(z_tilde), (z, z_tilde, t + 1, p), alpha
@@ -116,8 +119,8 @@ def decode(model: LocalSeq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, ma
     annotations, summary = model.encoder(model.encoder.embed(src), src_lengths)  # (B, S, D)
     mask = padding_mask(src_lengths, src.shape[1])  # (B, 1, S)
     carry = model.decoder.start(annotations, summary, mask)
-    y = torch.full((src.shape[0],), BOS, dtype=torch.long)
-    done = torch.zeros(src.shape[0], dtype=torch.bool)
+    y = torch.full((src.shape[0],), BOS, dtype=torch.long, device=src.device)
+    done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
     ids, weights, centres = [], [], []
     for _ in range(max_steps):
         logits, carry, alpha = model.decoder.step(y, carry, annotations, mask)
