@@ -1,4 +1,4 @@
-"""Unit tests of companion.viz.AttentionView: the mime bundle, its data, validation, the widget."""
+"""Unit tests of companion.attention_view.AttentionView: the mime bundle, its data, validation, the widget."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from companion import attention_view as av
-from companion.viz import AttentionView
+from companion.attention_view import AttentionView
 
 TOKS = ["the", "cat", "sat", "down"]
 
@@ -110,7 +110,7 @@ def test_explicit_id_is_used_and_validated():
 
 _RUN = (
     "import torch, hashlib\n"
-    "from companion.viz import AttentionView\n"
+    "from companion.attention_view import AttentionView\n"
     "torch.manual_seed(0)\n"
     "w = torch.softmax(torch.randn(2, 3, 5, 5), -1)\n"
     "t = 'a b c d e'.split()\n"

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from companion.exercises import REGISTRY, ChoiceExercise, FunctionExercise, Mistake, ValueExercise, check
+from companion.exercises import ChoiceExercise, FunctionExercise, Mistake, ValueExercise, check, load_all
 
+REGISTRY = load_all()
 EXERCISES = sorted(REGISTRY)
 
 
@@ -53,12 +54,13 @@ def test_value_and_choice_checkers():
     assert "Hint: order" in value.check([0.75, 0.25]).message
     assert "wrong shape" in value.check(0.5).message
     assert "0.25" not in value.check([0.3, 0.75]).message  # never reveals the answer
-    assert "too large" in value.check([0.3, 0.75]).message
+    message = value.check([0.3, 0.75]).message
+    assert "at index (0,)" in message and "too large" not in message and "too small" not in message
     scalar = ValueExercise(id="t-s", title="S", expected=lambda: 64.0)
     for wrong in (8.0, "sixty-four", None):
         message = scalar.check(wrong).message
         assert "64" not in message, message
-    assert "too small" in scalar.check(8.0).message
+    assert "not right" in scalar.check(8.0).message and "small" not in scalar.check(8.0).message
     assert "replace it with your answer" in scalar.check(None).message
     choice = ChoiceExercise(id="t-c", title="C", options={"a": "x", "b": "y"}, answer="b", explanation="because",
                             mistakes=(Mistake("a", "think again"),))
@@ -68,8 +70,11 @@ def test_value_and_choice_checkers():
 
 
 def test_unknown_exercise():
+    fb = check("kernel_regression/no-such-exercise", 1)
+    assert not fb and "there is no exercise 'kernel_regression/no-such-exercise'" in fb.message
+    assert "kernel_regression/three-points" in fb.message  # lists the module's exercises
     fb = check("no-such-exercise", 1)
-    assert not fb and "there is no exercise" in fb.message
+    assert not fb and "module/slug" in fb.message
 
 
 def test_chapters_register_exercises():
@@ -103,3 +108,51 @@ def test_function_exercises_survive_broken_answers(exercise_id):
     assert not fb and "RuntimeError: boom" in fb.message
     assert not check(exercise_id, lambda *args: None)
     assert not check(exercise_id, lambda *args: "nonsense")
+
+
+def test_forbidden_calls_are_refused_and_restored():
+    softmax_exercise = FunctionExercise(
+        id="t-f", title="Softmax by hand", reference=lambda x: torch.softmax(x, -1),
+        cases=_square_cases, forbid=("softmax", "autograd"),
+    )
+    by_hand = lambda x: torch.exp(x - x.amax(-1, keepdim=True)) / torch.exp(x - x.amax(-1, keepdim=True)).sum(-1, keepdim=True)
+    assert softmax_exercise.check(by_hand)
+    for cheat in (lambda x: torch.softmax(x, -1), lambda x: x.softmax(-1),
+                  lambda x: torch.nn.functional.softmax(x, dim=-1), lambda x: torch.log_softmax(x, -1).exp()):
+        feedback = softmax_exercise.check(cheat)
+        assert not feedback and "asks you not to use" in feedback.message, feedback.message
+    x = torch.randn(3, requires_grad=True)
+    torch.softmax(x, -1).sum().backward()  # restored after the check
+    assert x.grad is not None
+    with pytest.raises(ValueError, match="unknown groups"):
+        FunctionExercise(id="t-g", title="G", reference=abs, cases=_square_cases, forbid=("numpy",))
+
+
+def test_worked_solutions_run_pass_and_stay_out_of_the_notebook():
+    from companion.exercises import solution
+    from companion.exercises.checker import REGISTRY as LIVE, register
+
+    good = ValueExercise(id="zz_test/good", title="G", expected=lambda: 64.0,
+                         solution="answer = 8.0 ** 2", solution_text="Square $8$.")
+    bad = ValueExercise(id="zz_test/bad", title="B", expected=lambda: 64.0, solution="answer = 8.0")
+    for exercise in (good, bad):
+        register(exercise)
+    try:
+        namespace = {}
+        shown = solution("zz_test/good", namespace)
+        assert namespace["answer"] == 64.0
+        markdown = shown._repr_markdown_()
+        assert "Square $8$." in markdown and "```python\nanswer = 8.0 ** 2\n```" in markdown
+        with pytest.raises(AssertionError, match="fails its own checker"):
+            solution("zz_test/bad")
+    finally:
+        LIVE.pop("zz_test/good"), LIVE.pop("zz_test/bad")
+    with pytest.raises(ValueError, match="no exercise"):
+        solution("kernel_regression/nope")
+
+
+@pytest.mark.parametrize("exercise_id", [e for e in EXERCISES if REGISTRY[e].solution])
+def test_every_worked_solution_passes(exercise_id):
+    from companion.exercises import solution
+
+    assert solution(exercise_id)._repr_markdown_()

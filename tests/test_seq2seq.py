@@ -6,7 +6,7 @@ import torch
 
 from companion.masks import padding_mask
 from companion.seq2seq import Seq2Seq, Seq2SeqConfig, input_gradient_norms
-from companion.toy_translation import EOS, encode
+from companion.tasks.toy_translation import EOS, encode
 
 
 def _model(kind, **kw):

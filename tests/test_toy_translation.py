@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from companion.toy_translation import (BOS, EOS, PAD, SOURCE_VOCAB, TARGET_VOCAB, TaskConfig, encode,
+from companion.tasks.toy_translation import (BOS, EOS, PAD, SOURCE_VOCAB, TARGET_VOCAB, TaskConfig, encode,
                                        make_splits, source_ids, target_text, translate)
 
 

@@ -1,6 +1,6 @@
 """Scaled dot-product attention and multi-head attention (book, chapters 2 and 6).
 
-    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k) + mask) V                  (eq. 2.sdpa)
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k) + mask) V                  (eq-sdpa)
 
     head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
     MultiHead(Q, K, V) = [head_1; ...; head_h] W^O                             (eq. 6.mha)

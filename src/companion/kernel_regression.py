@@ -4,11 +4,11 @@ Given training pairs ``(x_j, y_j)``, a kernel ``K`` and a width ``h > 0``, the e
 query ``x`` is the weighted average
 
     f(x) = sum_j alpha(x, x_j) y_j,
-    alpha(x, x_j) = K((x - x_j) / h) / sum_j' K((x - x_j') / h)               (eq. 1.nw)
+    alpha(x, x_j) = K((x - x_j) / h) / sum_j' K((x - x_j') / h)               (eq-nadaraya-watson)
 
 With the Gaussian kernel the weights are a softmax over the training points:
 
-    alpha(x, x_j) = softmax_j( -(x - x_j)^2 / (2 h^2) )                          (eq. 1.gauss-softmax)
+    alpha(x, x_j) = softmax_j( -(x - x_j)^2 / (2 h^2) )                          (eq-gauss-softmax)
 
 which is how this module computes them for every kernel: scores ``log K(u)`` pass through
 :func:`companion.softmax.masked_softmax`, and the points where ``K(u) = 0`` (outside a compact
@@ -50,8 +50,8 @@ __all__ = [
 ]
 
 
-# The kernels, as functions of the scaled distance u = (x - x_j) / h (eq. 1.kernels). Their
-# normalising constants are left out: they cancel in the ratio of eq. 1.nw.
+# The kernels, as functions of the scaled distance u = (x - x_j) / h. Their
+# normalising constants are left out: they cancel in the ratio of eq-nadaraya-watson.
 def gaussian_kernel(u: torch.Tensor) -> torch.Tensor:
     """Gaussian kernel ``K(u) = exp(-u^2 / 2)``; never zero, so every point gets some weight."""
     return torch.exp(-(u**2) / 2)
@@ -163,7 +163,7 @@ def nadaraya_watson(x_query, x_train, y_train, kernel="gaussian", width=1.0, mas
     """Nadaraya-Watson estimate, eq. (1.nw): ``(prediction (..., n), weights (..., n, m))``.
 
     ``prediction[..., i] = sum_j weights[..., i, j] * y_train[..., j]``: attention pooling with
-    the query ``x_i``, the keys ``x_j`` and the values ``y_j`` (eq. 1.pooling). See
+    the query ``x_i``, the keys ``x_j`` and the values ``y_j`` (eq-attention-pooling). See
     :func:`kernel_weights` for the arguments and for what an empty window returns (zero
     weights, prediction 0).
     """
@@ -182,7 +182,7 @@ def nadaraya_watson(x_query, x_train, y_train, kernel="gaussian", width=1.0, mas
 
 
 class NadarayaWatson(nn.Module):
-    """Nadaraya-Watson regression with a learnable width (eq. 1.nw-learned).
+    """Nadaraya-Watson regression with a learnable width (eq-nw-learned).
 
     The training set is the model's memory: ``x_train`` are the keys and ``y_train`` the values,
     stored as buffers. The width is ``h = exp(log_width)``, positive whatever the optimiser does.
@@ -220,3 +220,31 @@ class NadarayaWatson(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kernel={self.kernel!r}, m={self.x_train.shape[-1]}, width={self.width.item():.4g}"
+
+
+def width_grid() -> torch.Tensor:
+    """Fixed widths for a grid search: 60 values from 0.02 to 5, evenly spaced in log."""
+    return torch.logspace(math.log10(0.02), math.log10(5.0), 60)
+
+
+def fixed_width_mse(x_train, y_train, x_test, y_test, kernel, widths):
+    """Leave-one-out training MSE and test MSE of the fixed-width estimator, one per width.
+
+    ``x_train, y_train (m,)``, ``x_test, y_test (n,)``, ``widths (W,)``; returns two ``(W,)``
+    tensors. The leave-one-out error (eq-loo) predicts each training point from the others.
+    """
+    for name, t in (("x_train", x_train), ("y_train", y_train), ("x_test", x_test),
+                    ("y_test", y_test), ("widths", widths)):
+        _validate.tensor(t, name, min_dim=1)
+        if t.dim() != 1:
+            raise ValueError(f"{name} must be one-dimensional, got shape {tuple(t.shape)}")
+    if x_train.shape != y_train.shape or x_test.shape != y_test.shape:
+        raise ValueError(
+            f"inputs and targets must match: x_train {tuple(x_train.shape)}, y_train "
+            f"{tuple(y_train.shape)}, x_test {tuple(x_test.shape)}, y_test {tuple(y_test.shape)}"
+        )
+    loo = ~torch.eye(len(x_train), dtype=torch.bool, device=x_train.device)  # (m, m)
+    h = widths[:, None, None]  # (W, 1, 1): one batch entry per width
+    train_pred, _ = nadaraya_watson(x_train, x_train, y_train, kernel, h, mask=loo)  # (W, m)
+    test_pred, _ = nadaraya_watson(x_test, x_train, y_train, kernel, h)  # (W, n)
+    return ((train_pred - y_train) ** 2).mean(-1), ((test_pred - y_test) ** 2).mean(-1)  # (W,), (W,)

@@ -1,7 +1,7 @@
-"""Sinusoidal positional encoding (Vaswani et al., 2017; book, chapter 6).
+"""Sinusoidal positional encoding (Vaswani et al. 2017, section 3.5).
 
     PE[pos, 2i]   = sin(pos / 10000^(2i / d))
-    PE[pos, 2i+1] = cos(pos / 10000^(2i / d))                                   (eq. 6.pe)
+    PE[pos, 2i+1] = cos(pos / 10000^(2i / d))
 """
 
 from __future__ import annotations

@@ -38,13 +38,13 @@ def _check_pair(query, key, *, same_dim: bool = True) -> None:
 
 
 def dot_score(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-    """Dot-product score ``a(q, k) = q^T k`` (eq. 2.dot)."""
+    """Dot-product score ``a(q, k) = q^T k`` (eq-dot-score)."""
     _check_pair(query, key)
     return query @ key.transpose(-2, -1)  # (B, ..., Lq, Lk)
 
 
 def scaled_dot_score(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-    """Scaled dot-product score ``a(q, k) = q^T k / sqrt(d_k)`` (eq. 2.scaled-dot).
+    """Scaled dot-product score ``a(q, k) = q^T k / sqrt(d_k)`` (eq-scaled-dot-score).
 
     With independent zero-mean, unit-variance entries, ``q^T k`` has variance ``d_k``;
     dividing by ``sqrt(d_k)`` brings it back to one whatever the key size.
@@ -54,7 +54,7 @@ def scaled_dot_score(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
 
 
 def cosine_score(query: torch.Tensor, key: torch.Tensor, temperature: float = 1.0, eps: float = 1e-8) -> torch.Tensor:
-    """Cosine-similarity score ``q^T k / (|q| |k| tau)`` (eq. 2.cosine; the NTM's content key).
+    """Cosine-similarity score ``q^T k / (|q| |k| tau)`` (eq-cosine-score; the NTM's content key).
 
     ``eps`` guards the division for zero vectors, whose score is 0.
     """
@@ -67,7 +67,7 @@ def cosine_score(query: torch.Tensor, key: torch.Tensor, temperature: float = 1.
 
 
 class GeneralScore(nn.Module):
-    """Luong's *general* (bilinear) score ``a(q, k) = q^T W k`` (eq. 2.general).
+    """Luong's *general* (bilinear) score ``a(q, k) = q^T W k`` (eq-general-score).
 
     ``W`` has shape ``(d_q, d_k)``, so queries and keys may have different sizes.
     """
@@ -91,7 +91,7 @@ class GeneralScore(nn.Module):
 
 
 class AdditiveScore(nn.Module):
-    """Bahdanau's *additive* (concat) score ``a(q, k) = w_v^T tanh(W_q q + W_k k)`` (eq. 2.additive).
+    """Bahdanau's *additive* (concat) score ``a(q, k) = w_v^T tanh(W_q q + W_k k)`` (eq-additive-score).
 
     A one-hidden-layer network on the pair; ``hidden_dim`` is the alignment model's width.
     Luong et al.'s *concat* score, ``w_v^T tanh(W [q; k])``, is the same function with

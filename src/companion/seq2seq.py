@@ -1,11 +1,11 @@
 """RNN encoder-decoders for chapter 3: without attention, with Bahdanau's, with Luong's.
 
 One encoder serves all three: a bidirectional GRU whose annotation of source word ``j`` is
-``h_j = [h_j^fwd; h_j^bwd]`` (size ``2H``, eq. 3.annotation). The decoders differ in what
+``h_j = [h_j^fwd; h_j^bwd]`` (size ``2H``, eq-annotation). The decoders differ in what
 they read of it:
 
 - :class:`PlainDecoder` (Cho et al. 2014; Sutskever et al. 2014): one fixed vector
-  ``c = tanh(W_c [h_S^fwd; h_1^bwd])`` starts the decoder and is fed to every step (eq. 3.plain).
+  ``c = tanh(W_c [h_S^fwd; h_1^bwd])`` starts the decoder and is fed to every step (eq-plain-decoder).
 - :class:`BahdanauDecoder` (Bahdanau et al. 2015): before step ``i`` the previous state
   ``s_{i-1}`` scores every annotation with the additive score, the weights average the
   annotations into ``c_i``, and ``c_i`` enters the recurrence (eqs. 3.energy-3.bahdanau-state).
@@ -30,7 +30,7 @@ from . import _validate
 from .attention import attend
 from .masks import padding_mask
 from .scoring import AdditiveScore, GeneralScore, dot_score
-from .toy_translation import BOS, EOS
+from .tasks.toy_translation import BOS, EOS, PAD, Split
 
 KINDS = ("plain", "bahdanau", "luong")
 LUONG_SCORES = ("dot", "general", "concat")
@@ -253,3 +253,32 @@ def input_gradient_norms(model: Seq2Seq, src, src_lengths, tgt_in, tgt_out, step
     loss = torch.nn.functional.cross_entropy(logits[:, step], tgt_out[:, step], reduction="sum")
     (grad,) = torch.autograd.grad(loss, x)  # (B, S, E)
     return grad.norm(dim=-1)  # (B, S)
+
+
+def predict(model: Seq2Seq, split: Split) -> torch.Tensor:
+    """Greedy translations as ids ``(N, T)`` aligned with ``split.tgt_out``; PAD after ``<eos>``."""
+    ids, _ = model.greedy(split.src, split.src_lengths)  # (N, T')
+    T = split.tgt_out.shape[1]
+    pred = torch.full((len(split), T), PAD, dtype=torch.long, device=ids.device)
+    k = min(T, ids.shape[1])
+    pred[:, :k] = ids[:, :k]
+    is_eos = (pred == EOS).long()
+    pred[(is_eos.cumsum(1) - is_eos) > 0] = PAD  # drop everything after the first <eos>
+    return pred
+
+
+@torch.no_grad()
+def evaluate(model: Seq2Seq, split: Split) -> dict:
+    """``exact_match``, ``token_accuracy`` and exact match by source length (``by_length``)."""
+    model.eval()
+    pred = predict(model, split)  # (N, T)
+    ref = split.tgt_out  # (N, T)
+    real = ref != PAD
+    exact = ((pred == ref) | ~real).all(1)  # (N,); a prediction longer than ref fails at ref's <eos>
+    lengths = sorted(set(split.src_lengths.tolist()))
+    by_length = {L: exact[split.src_lengths == L].double().mean().item() for L in lengths}
+    return {
+        "exact_match": exact.double().mean().item(),
+        "token_accuracy": (((pred == ref) & real).sum() / real.sum()).item(),
+        "by_length": by_length,
+    }

@@ -1,6 +1,6 @@
 """The masked, numerically stable softmax (book, chapter 2).
 
-softmax(s)_j = exp(s_j - m) / sum_k exp(s_k - m),  m = max_k s_k            (eq. 2.softmax-stable)
+softmax(s)_j = exp(s_j - m) / sum_k exp(s_k - m),  m = max_k s_k            (eq-softmax-stable)
 
 Subtracting the row maximum ``m`` changes nothing mathematically and keeps ``exp`` from
 overflowing. Blocked entries get weight exactly zero. A row in which every entry is blocked

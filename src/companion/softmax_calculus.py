@@ -3,16 +3,16 @@
 The softmax ``p = softmax(s)`` of a score vector, its temperature, its entropy, and the
 derivatives that backpropagation needs:
 
-    softmax_T(s)_j = exp(s_j / T) / sum_k exp(s_k / T)                     (eq. 2.temperature)
-    H(p) = - sum_j p_j log p_j                                             (eq. 2.entropy)
-    d p_i / d s_j = p_i (delta_ij - p_j),   J = diag(p) - p p^T              (eq. 2.jacobian)
+    softmax_T(s)_j = exp(s_j / T) / sum_k exp(s_k / T)                     (eq-temperature)
+    H(p) = - sum_j p_j log p_j                                             (eq-entropy)
+    d p_i / d s_j = p_i (delta_ij - p_j),   J = diag(p) - p p^T              (eq-softmax-jacobian)
 
 and, for scaled dot-product attention ``o_i = sum_j alpha_ij v_j`` with
 ``alpha_i = softmax(K q_i / sqrt(d))``,
 
-    d o_i / d q_i = (1 / sqrt(d)) sum_j alpha_ij (v_j - o_i) k_j^T            (eq. 2.do-dq)
+    d o_i / d q_i = (1 / sqrt(d)) sum_j alpha_ij (v_j - o_i) k_j^T            (eq-do-dq)
 
-and the vector-Jacobian products of the backward pass (eq. 2.sdpa-backward):
+and the vector-Jacobian products of the backward pass (eq-sdpa-backward):
 
     g_ij   = dL/do_i . v_j                      (how much L wants more of value j)
     dL/ds_ij = alpha_ij (g_ij - sum_j' alpha_ij' g_ij')
@@ -45,7 +45,7 @@ def _check_temperature(temperature) -> float:
 
 def temperature_softmax(scores: torch.Tensor, temperature: float = 1.0, mask: torch.Tensor | None = None,
                         dim: int = -1) -> torch.Tensor:
-    """``softmax(scores / temperature)`` along ``dim`` (eq. 2.temperature), masked like
+    """``softmax(scores / temperature)`` along ``dim`` (eq-temperature), masked like
     :func:`companion.softmax.masked_softmax` (True = may attend; a fully blocked row is zeros).
 
     Small temperatures sharpen the distribution towards the arg-max (one-hot); large ones
@@ -57,7 +57,7 @@ def temperature_softmax(scores: torch.Tensor, temperature: float = 1.0, mask: to
 
 
 def entropy(weights: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Shannon entropy ``-sum_j p_j log p_j`` in nats along ``dim`` (eq. 2.entropy).
+    """Shannon entropy ``-sum_j p_j log p_j`` in nats along ``dim`` (eq-entropy).
 
     ``0 log 0`` counts as 0, so exactly-zero (masked) weights are fine. The weights must be
     non-negative; rows need not sum to one (a fully masked, all-zero row has entropy 0).
@@ -75,7 +75,7 @@ def entropy(weights: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 def softmax_jacobian(scores: torch.Tensor) -> torch.Tensor:
-    """Jacobian of the softmax over the last axis (eq. 2.jacobian).
+    """Jacobian of the softmax over the last axis (eq-softmax-jacobian).
 
     Args:
         scores: ``(..., n)``.
@@ -91,7 +91,7 @@ def softmax_jacobian(scores: torch.Tensor) -> torch.Tensor:
 
 def sdpa_query_jacobian(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                         mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Jacobian of each attention output with respect to its own query (eq. 2.do-dq).
+    """Jacobian of each attention output with respect to its own query (eq-do-dq).
 
     ``d o_i / d q_i = (1/sqrt(d)) sum_j alpha_ij (v_j - o_i) k_j^T = (1/sqrt(d)) V^T (diag(alpha_i)
     - alpha_i alpha_i^T) K``.
@@ -113,7 +113,7 @@ def sdpa_query_jacobian(query: torch.Tensor, key: torch.Tensor, value: torch.Ten
 
 def sdpa_backward(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, grad_output: torch.Tensor,
                   mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The backward pass of scaled dot-product attention by hand (eq. 2.sdpa-backward).
+    """The backward pass of scaled dot-product attention by hand (eq-sdpa-backward).
 
     Given ``grad_output = dL/dO`` of shape ``(B, ..., Lq, d_v)``, returns ``(dL/dQ, dL/dK, dL/dV)``
     with the shapes of ``query``, ``key`` and ``value`` (for batch axes that broadcast, the

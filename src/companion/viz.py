@@ -73,4 +73,3 @@ def attention_heatmap(
     if colorbar:
         ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="weight")
     return ax
-from .attention_view import AttentionView  # noqa: E402

@@ -3,25 +3,26 @@
 In a chapter::
 
     from companion.exercises import check
-    check("ch01-gaussian-kernel", my_gaussian_kernel)
+    check("kernel_regression/nadaraya-watson", my_nadaraya_watson)
 
-Each chapter's exercises are defined (with their reference answers, hidden cases and typical
-mistakes) in a module of their own below this package.
+An exercise id is ``"<module>/<slug>"``: the exercise is defined (with its reference answer,
+hidden cases and typical mistakes) in ``companion/exercises/<module>.py``, a module named by
+topic. :func:`check` imports only that module, on first use, so a broken module cannot break
+the exercises of another chapter.
 """
 
-from .checker import REGISTRY, ChoiceExercise, Feedback, FunctionExercise, Mistake, ValueExercise, check, compare, register
+from .checker import (
+    REGISTRY,
+    ChoiceExercise,
+    Feedback,
+    FunctionExercise,
+    Mistake,
+    ValueExercise,
+    check,
+    compare,
+    load_all,
+    register,
+    solution,
+)
 
-
-def _register_all() -> None:
-    """Import every ``chapterNN`` module of this package; each registers its exercises."""
-    import importlib
-    import pkgutil
-
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        if info.name.startswith("chapter"):
-            importlib.import_module(f"{__name__}.{info.name}")
-
-
-_register_all()
-
-__all__ = ["REGISTRY", "ChoiceExercise", "Feedback", "FunctionExercise", "Mistake", "ValueExercise", "check", "compare", "register"]
+__all__ = ["REGISTRY", "ChoiceExercise", "Feedback", "FunctionExercise", "Mistake", "ValueExercise", "check", "compare", "load_all", "register", "solution"]

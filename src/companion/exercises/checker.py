@@ -15,6 +15,7 @@ pass or a description of the first problem found.
 
 from __future__ import annotations
 
+import contextlib
 import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -83,7 +84,9 @@ def compare(got, expected, *, rtol: float, atol: float, what: str = "the result"
     """None when ``got`` matches ``expected``; otherwise a sentence saying how it differs.
 
     With ``reveal=False`` (value exercises, where the expected value *is* the answer) the
-    sentence says where and in which direction the answer is off, never the expected value.
+    sentence says which entries are off, but neither the expected value nor the direction in
+    which an answer is off: "too large" / "too small" would let a reader find the answer by
+    bisection instead of deriving it.
     """
     if isinstance(expected, tuple):
         if not isinstance(got, (tuple, list)) or len(got) != len(expected):
@@ -117,10 +120,9 @@ def compare(got, expected, *, rtol: float, atol: float, what: str = "the result"
         if reveal:
             lines.append(f"  at index {index}: expected {e[index]:.6g}, got {g[index]:.6g}")
         else:
-            direction = "too large" if g[index] > e[index] else "too small"
-            lines.append(f"  at index {index}: {g[index]:.6g} is {direction}")
+            lines.append(f"  at index {index}: {g[index]:.6g} is not right")
     if e.ndim == 0 and not reveal:
-        return f"{what} {g.item():.6g} is not right: it is {'too large' if g > e else 'too small'}"
+        return f"{what} {g.item():.6g} is not right"
     return "\n".join(lines)
 
 
@@ -134,6 +136,42 @@ def _shapes(args: tuple) -> str:
         else:
             parts.append(repr(a)[:40])
     return ", ".join(parts)
+
+
+# What an exercise may forbid ("without calling torch.softmax"), as (owner, attribute) pairs that
+# are replaced, while the reader's function runs, by a stub that raises ForbiddenCall.
+FORBIDDEN = {
+    "softmax": [(torch, "softmax"), (torch.nn.functional, "softmax"), (torch.Tensor, "softmax"),
+                (torch, "log_softmax"), (torch.nn.functional, "log_softmax"),
+                (torch.Tensor, "log_softmax"), (torch.special, "softmax")],
+    "autograd": [(torch.autograd, "grad"), (torch.Tensor, "backward"),
+                 (torch.autograd.functional, "jacobian"), (torch.func, "jacrev"),
+                 (torch.func, "jacfwd"), (torch.func, "grad"), (torch.func, "vjp")],
+}
+
+
+class ForbiddenCall(RuntimeError):
+    """Raised when an answer calls what its exercise asks it not to use."""
+
+
+@contextlib.contextmanager
+def _forbidding(groups: Sequence[str]):
+    saved = []
+
+    def stub(name):
+        def refuse(*args, **kwargs):
+            raise ForbiddenCall(f"this exercise asks you not to use {name}")
+        return refuse
+
+    try:
+        for group in groups:
+            for owner, attr in FORBIDDEN[group]:
+                saved.append((owner, attr, owner.__dict__[attr] if attr in owner.__dict__ else getattr(owner, attr)))
+                setattr(owner, attr, stub(f"{getattr(owner, '__name__', owner)}.{attr}"))
+        yield
+    finally:
+        for owner, attr, original in reversed(saved):
+            setattr(owner, attr, original)
 
 
 def _clone(args: tuple) -> tuple:
@@ -151,6 +189,15 @@ class FunctionExercise:
     rtol: float = 1e-5
     atol: float = 1e-7
     mistakes: tuple[Mistake, ...] = field(default_factory=tuple)
+    forbid: tuple[str, ...] = ()  # groups of FORBIDDEN the answer may not call: "softmax", "autograd"
+    solution: str = ""  # the solution's code; defines the function named by solution_answer
+    solution_answer: str = "answer"
+    solution_text: str = ""  # the derivation, in MyST markdown, shown above the code
+
+    def __post_init__(self):
+        unknown = set(self.forbid) - set(FORBIDDEN)
+        if unknown:
+            raise ValueError(f"{self.id}: forbid names unknown groups {sorted(unknown)}; known: {sorted(FORBIDDEN)}")
 
     def _first_problem(self, answer) -> str | None:
         if not callable(answer):
@@ -158,9 +205,12 @@ class FunctionExercise:
         for n, args in enumerate(self.cases(), start=1):
             expected = self.reference(*_clone(args))
             try:
-                got = answer(*_clone(args))
+                with _forbidding(self.forbid):
+                    got = answer(*_clone(args))
             except NotImplementedError:
                 return "the function is not written yet (it raises NotImplementedError)."
+            except ForbiddenCall as error:
+                return f"{error}: write it out yourself."
             except Exception as error:  # the reader's code may raise anything
                 return (f"on hidden case {n} (arguments {_shapes(args)}) the function raised "
                         f"{type(error).__name__}: {error}")
@@ -201,6 +251,9 @@ class ValueExercise:
     rtol: float = 1e-4
     atol: float = 1e-6
     mistakes: tuple[Mistake, ...] = field(default_factory=tuple)
+    solution: str = ""
+    solution_answer: str = "answer"
+    solution_text: str = ""
 
     def check(self, answer) -> Feedback:
         expected = self.expected()
@@ -224,6 +277,9 @@ class ChoiceExercise:
     answer: str
     explanation: str
     mistakes: tuple[Mistake, ...] = field(default_factory=tuple)
+    solution: str = ""
+    solution_answer: str = "answer"
+    solution_text: str = ""
 
     def check(self, answer) -> Feedback:
         key = str(answer).strip().lower() if answer is not None else ""
@@ -244,20 +300,118 @@ REGISTRY: dict[str, Exercise] = {}
 
 
 def register(exercise: Exercise) -> Exercise:
+    module = exercise.id.split("/", 1)[0]
+    if "/" not in exercise.id or not module.isidentifier():
+        raise ValueError(
+            f"exercise ids are '<module>/<slug>', where <module> is the exercise module's name, "
+            f"got {exercise.id!r}"
+        )
     if exercise.id in REGISTRY:
         raise ValueError(f"exercise {exercise.id!r} is registered twice")
     REGISTRY[exercise.id] = exercise
     return exercise
 
 
+def _load(module: str) -> str | None:
+    """Import ``companion.exercises.<module>`` (which registers its exercises); on failure,
+    return the reason instead of raising, so that one broken module breaks no other chapter."""
+    import importlib
+
+    try:
+        importlib.import_module(f"{__package__}.{module}")
+    except ModuleNotFoundError as error:
+        if error.name == f"{__package__}.{module}":
+            return f"there is no exercise module {module!r}"
+        return f"the exercise module {module!r} could not be loaded ({type(error).__name__}: {error})"
+    except Exception as error:
+        return f"the exercise module {module!r} could not be loaded ({type(error).__name__}: {error})"
+    return None
+
+
 def check(exercise_id: str, answer) -> Feedback:
-    """Check ``answer`` against exercise ``exercise_id``; returns a :class:`Feedback`."""
+    """Check ``answer`` against exercise ``exercise_id`` (``"<module>/<slug>"``).
+
+    Loads only the module the id names, on first use. Returns a :class:`Feedback`.
+    """
+    if not isinstance(exercise_id, str) or "/" not in exercise_id:
+        return Feedback(str(exercise_id), False,
+                        f"exercise ids look like 'module/slug', got {exercise_id!r}")
     if exercise_id not in REGISTRY:
-        known = ", ".join(sorted(REGISTRY))
-        return Feedback(str(exercise_id), False, f"there is no exercise {exercise_id!r}; known: {known}")
+        module = exercise_id.split("/", 1)[0]
+        problem = _load(module)
+        if problem:
+            return Feedback(exercise_id, False, f"{problem}; please report this")
+    if exercise_id not in REGISTRY:
+        known = ", ".join(sorted(k for k in REGISTRY if k.startswith(exercise_id.split("/")[0] + "/")))
+        return Feedback(exercise_id, False, f"there is no exercise {exercise_id!r}; known: {known}")
     try:
         return REGISTRY[exercise_id].check(answer)
     except Exception as error:  # a bug in the checker must not show the reader a traceback
         return Feedback(exercise_id, False, f"the checker could not run ({type(error).__name__}: {error}); please report this")
 
 
+def load_all() -> dict[str, Exercise]:
+    """Import every exercise module of the package (for the tests); returns the registry.
+    Unlike :func:`check`, a module that fails to import raises here."""
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if info.name not in ("checker", "__main__"):
+            importlib.import_module(f"{__package__}.{info.name}")
+    return REGISTRY
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A worked solution, shown only when the reader asks for it (see :func:`solution`)."""
+
+    exercise: str
+    text: str
+    code: str
+
+    def _repr_markdown_(self) -> str:
+        parts = [f"**Solution** ({self.exercise})"]
+        if self.text:
+            parts.append(self.text.strip())
+        if self.code:
+            parts.append("```python\n" + self.code.strip() + "\n```")
+        return "\n\n".join(parts)
+
+    def __repr__(self) -> str:
+        return f"Solution of {self.exercise}:\n{self.text.strip()}\n\n{self.code.strip()}".strip()
+
+
+def solution(exercise_id: str, namespace: dict | None = None) -> Solution:
+    """Run, check and show the worked solution of ``exercise_id``.
+
+    The solution lives in the exercise's module, not in the notebook, so that it stays hidden in
+    Jupyter, Colab and Binder until the reader runs ``solution("...")`` on purpose (the HTML book
+    folds it into a dropdown). Its code is executed in a fresh namespace (with ``math``,
+    ``numpy as np``, ``torch`` and ``torch.nn.functional as F``) and its answer, the object named
+    by the exercise's ``solution_answer``, must pass the checker: a wrong solution raises
+    ``AssertionError``, so it fails the book's build. The names the code defines are copied into
+    ``namespace`` when one is given (pass ``globals()`` to use them in later cells).
+    """
+    exercise = REGISTRY.get(exercise_id)
+    if exercise is None:
+        problem = _load(exercise_id.split("/", 1)[0]) if isinstance(exercise_id, str) and "/" in exercise_id else None
+        exercise = REGISTRY.get(exercise_id)
+        if exercise is None:
+            raise ValueError(problem or f"there is no exercise {exercise_id!r}")
+    if not exercise.solution and not exercise.solution_text:
+        raise ValueError(f"exercise {exercise_id!r} has no worked solution")
+    if exercise.solution:
+        import math
+
+        scope = {"math": math, "np": np, "torch": torch, "F": torch.nn.functional}
+        exec(compile(exercise.solution, f"<solution of {exercise_id}>", "exec"), scope)
+        if exercise.solution_answer not in scope:
+            raise AssertionError(f"the solution of {exercise_id} defines no {exercise.solution_answer!r}")
+        verdict = exercise.check(scope[exercise.solution_answer])
+        if not verdict:
+            raise AssertionError(f"the worked solution of {exercise_id} fails its own checker: {verdict.message}")
+        if namespace is not None:
+            namespace.update({k: v for k, v in scope.items() if not k.startswith("__")})
+    return Solution(exercise_id, exercise.solution_text, exercise.solution)

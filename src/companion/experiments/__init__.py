@@ -11,20 +11,21 @@ From the shell::
     python -m companion.experiments --list
     python -m companion.experiments nadaraya-watson
 
-Each chapter's experiments live in a module of their own below this package and register
-themselves on import.
+The experiments live in modules of this package named by topic (``nadaraya_watson``,
+``associative_recall``, ``reversal``, ...); each registers its experiments on import, and
+importing this package imports them all.
 """
 
 from .registry import REGISTRY, RunResult, cache_dir, config_of, get, names, register, run
 
 
 def _register_all() -> None:
-    """Import every ``chapterNN`` module of this package; each registers its experiments."""
+    """Import every module of this package but the registry and the command line."""
     import importlib
     import pkgutil
 
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        if info.name.startswith("chapter"):
+        if info.name not in ("registry", "__main__"):
             importlib.import_module(f"{__name__}.{info.name}")
 
 

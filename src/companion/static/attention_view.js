@@ -1,4 +1,4 @@
-/* Attention viewer of the companion package (companion.viz.AttentionView).
+/* Attention viewer of the companion package (companion.attention_view.AttentionView).
  *
  * Plain JavaScript, no libraries, nothing fetched. The Python side inlines this file in a
  * classic script element (static HTML, Jupyter, Colab, VS Code) and in an anywidget ES module

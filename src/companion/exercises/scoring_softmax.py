@@ -41,7 +41,7 @@ def _stable_cases():
 
 
 register(FunctionExercise(
-    id="ch02-stable-softmax",
+    id="scoring_softmax/stable-softmax",
     title="A numerically stable softmax",
     reference=_stable_softmax,
     cases=_stable_cases,
@@ -92,7 +92,7 @@ def _jacobian_cases():
 
 
 register(FunctionExercise(
-    id="ch02-softmax-jacobian",
+    id="scoring_softmax/softmax-jacobian",
     title="The softmax Jacobian",
     reference=_jacobian,
     cases=_jacobian_cases,
@@ -151,7 +151,7 @@ def _masked_cases():
 
 
 register(FunctionExercise(
-    id="ch02-masked-softmax",
+    id="scoring_softmax/masked-softmax",
     title="A masked softmax that survives fully masked rows",
     reference=_masked_softmax,
     cases=_masked_cases,
@@ -174,7 +174,7 @@ register(FunctionExercise(
 # --- 4. Two questions about scale ----------------------------------------------------------
 
 register(ValueExercise(
-    id="ch02-score-variance",
+    id="scoring_softmax/score-variance",
     title="Variance of an unscaled dot product",
     expected=lambda: 64.0,
     rtol=1e-6,
@@ -189,7 +189,7 @@ register(ValueExercise(
 ))
 
 register(ChoiceExercise(
-    id="ch02-temperature-limit",
+    id="scoring_softmax/temperature-limit",
     title="The zero-temperature limit",
     options={
         "a": "the uniform distribution (1/n, ..., 1/n)",

@@ -1,9 +1,9 @@
 """Chapter 1's trained model: Nadaraya-Watson regression with a learned width.
 
-``nadaraya-watson``: one-dimensional data ``y = 2 sin(x) + x^0.8 + noise`` (eq. 1.toy-data);
+``nadaraya-watson``: one-dimensional data ``y = 2 sin(x) + x^0.8 + noise`` (eq-toy-regression);
 the model is :class:`companion.kernel_regression.NadarayaWatson`, whose only parameter is the
 log of the kernel width. It is trained on the leave-one-out squared error of the training set
-(each training point predicted from the others; eq. 1.loo) and evaluated on a held-out test set,
+(each training point predicted from the others; eq-loo) and evaluated on a held-out test set,
 against two baselines: plain averaging (the width -> infinity limit) and the best fixed width
 on a grid, chosen by the same leave-one-out error.
 """
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from .. import _validate
-from ..kernel_regression import KERNELS, NadarayaWatson, nadaraya_watson
+from ..kernel_regression import KERNELS, NadarayaWatson, fixed_width_mse, width_grid
+from ..tasks.regression import make_data, true_function
 from ..training import train
 from .registry import register
 
@@ -33,22 +34,6 @@ class NadarayaWatsonConfig:
     steps: int = 200
     lr: float = 0.05
     leave_one_out: bool = True  # False shows why it is needed: the width collapses
-
-
-def true_function(x: torch.Tensor) -> torch.Tensor:
-    """The regression function of the toy data, ``f(x) = 2 sin(x) + x^0.8`` (eq. 1.toy-data)."""
-    return 2 * torch.sin(x) + x**0.8
-
-
-def make_data(config: NadarayaWatsonConfig):
-    """``(x_train, y_train, x_test, y_test)``, float32, inputs sorted; seeded by ``config.seed``."""
-    g = torch.Generator().manual_seed(config.seed)
-
-    def draw(n):
-        x = torch.sort(torch.rand(n, generator=g) * config.x_max).values  # (n,)
-        return x, true_function(x) + config.noise * torch.randn(n, generator=g)  # (n,), (n,)
-
-    return (*draw(config.n_train), *draw(config.n_test))
 
 
 def _check(config: NadarayaWatsonConfig) -> None:
@@ -73,21 +58,6 @@ def build(config: NadarayaWatsonConfig) -> NadarayaWatson:
     return NadarayaWatson(x_train, y_train, kernel=config.kernel, width=config.init_width)
 
 
-def width_grid() -> torch.Tensor:
-    """The fixed widths the baseline tries: 60 values from 0.02 to 5, evenly spaced in log."""
-    return torch.logspace(math.log10(0.02), math.log10(5.0), 60)
-
-
-def loo_and_test_mse(config: NadarayaWatsonConfig, widths: torch.Tensor):
-    """Leave-one-out training MSE and test MSE of the fixed-width estimator for each width."""
-    x_train, y_train, x_test, y_test = make_data(config)
-    loo = ~torch.eye(len(x_train), dtype=torch.bool)
-    h = widths[:, None, None]  # (W, 1, 1): one batch entry per width
-    train_pred, _ = nadaraya_watson(x_train, x_train, y_train, config.kernel, h, mask=loo)  # (W, m)
-    test_pred, _ = nadaraya_watson(x_test, x_train, y_train, config.kernel, h)  # (W, n)
-    return ((train_pred - y_train) ** 2).mean(-1), ((test_pred - y_test) ** 2).mean(-1)  # (W,), (W,)
-
-
 def fit(model: NadarayaWatson, config: NadarayaWatsonConfig, progress: bool):
     _check(config)
     x_train, y_train, x_test, y_test = make_data(config)
@@ -105,7 +75,7 @@ def fit(model: NadarayaWatson, config: NadarayaWatsonConfig, progress: bool):
         test_pred, _ = model(x_test)  # (n,)
         loo_pred, _ = model(x_train, mask=model.leave_one_out_mask())  # (m,)
         grid = width_grid()
-        grid_loo, grid_test = loo_and_test_mse(config, grid)
+        grid_loo, grid_test = fixed_width_mse(x_train, y_train, x_test, y_test, config.kernel, grid)
     best = int(grid_loo.argmin())  # chosen on training data only, like the learned width
     metrics = {
         "test_mse": ((test_pred - y_test) ** 2).mean().item(),

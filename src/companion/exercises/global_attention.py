@@ -39,7 +39,7 @@ def _additive_cases():
 
 
 register(FunctionExercise(
-    id="ch03-additive-score",
+    id="global_attention/additive-score",
     title="Bahdanau's additive score",
     reference=_additive,
     cases=_additive_cases,
@@ -60,7 +60,7 @@ register(FunctionExercise(
 # --- 2. A context vector by hand ----------------------------------------------------------
 
 register(ValueExercise(
-    id="ch03-context-by-hand",
+    id="global_attention/context-by-hand",
     title="A context vector by hand",
     expected=lambda: torch.tensor([-4.0, 6.0]),
     rtol=1e-4,
@@ -121,7 +121,7 @@ def _masked_cases():
 
 
 register(FunctionExercise(
-    id="ch03-masked-context",
+    id="global_attention/masked-context",
     title="A masked context for a padded batch",
     reference=_masked_context,
     cases=_masked_cases,
@@ -143,7 +143,7 @@ register(FunctionExercise(
 # --- 4. What the alignment must look like -------------------------------------------------
 
 register(ChoiceExercise(
-    id="ch03-alignment-shape",
+    id="global_attention/alignment-shape",
     title="The alignment of a reversal",
     options={
         "a": "a diagonal from top-left to bottom-right: output i attends to word i",

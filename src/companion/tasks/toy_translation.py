@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import _validate
+from .. import _validate
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 PAD, BOS, EOS = 0, 1, 2

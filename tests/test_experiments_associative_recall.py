@@ -12,7 +12,7 @@ import torch
 
 from companion import experiments
 from companion.experiments.__main__ import main
-from companion.experiments.chapter02 import RetrievalConfig, build, make_batch
+from companion.experiments.associative_recall import RetrievalConfig, build, make_batch
 
 
 @pytest.fixture(scope="module")

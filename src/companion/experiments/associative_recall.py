@@ -20,12 +20,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from .. import _validate
-from ..attention import attend
-from ..scoring import dot_score, scaled_dot_score
+from ..retrieval import RetrievalAttention
 from ..softmax_calculus import entropy
+from ..tasks.associative_recall import make_batch
 from ..training import train
 from .registry import register
 
@@ -63,40 +62,9 @@ def _check(config: RetrievalConfig) -> None:
         raise ValueError(f"lr must be a positive number, got {config.lr!r}")
 
 
-def make_batch(config: RetrievalConfig, size: int, generator: torch.Generator):
-    """``(query (N, 1, input_dim), keys (N, m, input_dim), values (N, m, value_dim), target (N,))``."""
-    keys = torch.randn(size, config.num_pairs, config.input_dim, generator=generator)  # (N, m, d_in)
-    values = torch.randn(size, config.num_pairs, config.value_dim, generator=generator)  # (N, m, d_v)
-    target = torch.randint(0, config.num_pairs, (size,), generator=generator)  # (N,)
-    noise = config.noise * torch.randn(size, config.input_dim, generator=generator)
-    query = (keys[torch.arange(size), target] + noise).unsqueeze(1)  # (N, 1, d_in)
-    return query, keys, values, target
-
-
-class RetrievalAttention(nn.Module):
-    """One attention read with learned query and key projections: ``softmax(a(W_q x, W_k x_j)) V``."""
-
-    def __init__(self, config: RetrievalConfig):
-        super().__init__()
-        _check(config)
-        self.scaled = config.scaled
-        # Entries N(0, 1/d_in): a unit-variance input gives unit-variance projected features.
-        std = 1.0 / math.sqrt(config.input_dim)
-        self.W_q = nn.Parameter(torch.randn(config.input_dim, config.key_dim) * std)
-        self.W_k = nn.Parameter(torch.randn(config.input_dim, config.key_dim) * std)
-
-    def scores(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        q = query @ self.W_q  # (N, 1, d_k)
-        k = keys @ self.W_k  # (N, m, d_k)
-        return scaled_dot_score(q, k) if self.scaled else dot_score(q, k)  # (N, 1, m)
-
-    def forward(self, query, keys, values):
-        """Returns ``(output (N, 1, d_v), weights (N, 1, m))``."""
-        return attend(self.scores(query, keys), values)
-
-
 def build(config: RetrievalConfig) -> RetrievalAttention:
-    return RetrievalAttention(config)
+    _check(config)
+    return RetrievalAttention(config.input_dim, config.key_dim, scaled=config.scaled)
 
 
 @torch.no_grad()

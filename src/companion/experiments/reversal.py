@@ -1,7 +1,7 @@
 """Chapter 3's trained models: the digit-reversal translation task with and without attention.
 
 ``seq2seq-plain``, ``seq2seq-bahdanau`` and ``seq2seq-luong`` train one encoder-decoder each
-(teacher forcing, cross-entropy, Adam) on :mod:`companion.toy_translation` and report, on the
+(teacher forcing, cross-entropy, Adam) on :mod:`companion.tasks.toy_translation` and report, on the
 held-out split, with greedy decoding:
 
 - ``exact_match``: the fraction of sentences translated without a single error;
@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import _validate
-from ..seq2seq import Seq2Seq, Seq2SeqConfig, check_config
-from ..toy_translation import EOS, PAD, SOURCE_VOCAB, TARGET_VOCAB, Split, TaskConfig, make_splits
+from ..seq2seq import Seq2Seq, Seq2SeqConfig, check_config, evaluate, predict
+from ..tasks.toy_translation import EOS, PAD, SOURCE_VOCAB, TARGET_VOCAB, Split, TaskConfig, make_splits
 from ..training import train
 from .registry import register
 
@@ -78,35 +78,6 @@ def loss_on(model: Seq2Seq, batch: Split) -> torch.Tensor:
     """Mean cross-entropy per target token under teacher forcing (padding ignored)."""
     logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
     return F.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD)
-
-
-def predict(model: Seq2Seq, split: Split) -> torch.Tensor:
-    """Greedy translations as ids ``(N, T)`` aligned with ``split.tgt_out``; PAD after ``<eos>``."""
-    ids, _ = model.greedy(split.src, split.src_lengths)  # (N, T')
-    T = split.tgt_out.shape[1]
-    pred = torch.full((len(split), T), PAD, dtype=torch.long)
-    k = min(T, ids.shape[1])
-    pred[:, :k] = ids[:, :k]
-    is_eos = (pred == EOS).long()
-    pred[(is_eos.cumsum(1) - is_eos) > 0] = PAD  # drop everything after the first <eos>
-    return pred
-
-
-@torch.no_grad()
-def evaluate(model: Seq2Seq, split: Split) -> dict:
-    """``exact_match``, ``token_accuracy`` and exact match by source length (``by_length``)."""
-    model.eval()
-    pred = predict(model, split)  # (N, T)
-    ref = split.tgt_out  # (N, T)
-    real = ref != PAD
-    exact = ((pred == ref) | ~real).all(1)  # (N,); a prediction longer than ref fails at ref's <eos>
-    lengths = sorted(set(split.src_lengths.tolist()))
-    by_length = {L: exact[split.src_lengths == L].double().mean().item() for L in lengths}
-    return {
-        "exact_match": exact.double().mean().item(),
-        "token_accuracy": (((pred == ref) & real).sum() / real.sum()).item(),
-        "by_length": by_length,
-    }
 
 
 def fit(model: Seq2Seq, config: TranslationConfig, progress: bool = True):

@@ -13,8 +13,8 @@ import torch
 
 from companion import experiments
 from companion.experiments.__main__ import main
-from companion.experiments.chapter03 import TranslationConfig, build, evaluate
-from companion.toy_translation import encode
+from companion.experiments.reversal import TranslationConfig, build, evaluate
+from companion.tasks.toy_translation import encode
 
 
 @pytest.fixture(scope="module")

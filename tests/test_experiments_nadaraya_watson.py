@@ -13,7 +13,7 @@ import torch
 
 from companion import experiments
 from companion.experiments.__main__ import main
-from companion.experiments.chapter01 import NadarayaWatsonConfig, make_data, true_function
+from companion.experiments.nadaraya_watson import NadarayaWatsonConfig, make_data, true_function
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """Chapter 1's exercises: Nadaraya-Watson regression as attention pooling.
 
-- ``ch01-nadaraya-watson``: the Gaussian-kernel estimator, vectorised and batch-first.
-- ``ch01-three-points``: weights and prediction for three training points, by hand.
-- ``ch01-epanechnikov-weights``: compact-kernel weights that survive an empty window.
-- ``ch01-width-limits``: what the estimator becomes as the width goes to zero.
+- ``kernel_regression/nadaraya-watson``: the Gaussian-kernel estimator, vectorised and batch-first.
+- ``kernel_regression/three-points``: weights and prediction for three training points, by hand.
+- ``kernel_regression/epanechnikov-weights``: compact-kernel weights that survive an empty window.
+- ``kernel_regression/width-limits``: what the estimator becomes as the width goes to zero.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _nw_unstable(x_query, x_train, y_train, width):
 
 
 register(FunctionExercise(
-    id="ch01-nadaraya-watson",
+    id="kernel_regression/nadaraya-watson",
     title="Gaussian Nadaraya-Watson estimator",
     reference=_nw_reference,
     cases=_nw_cases,
@@ -99,7 +99,7 @@ def _three_expected():
 _k = np.exp([-(THREE_QUERY - x) ** 2 / 2 for x in THREE_X])
 
 register(ValueExercise(
-    id="ch01-three-points",
+    id="kernel_regression/three-points",
     title="Three points by hand",
     expected=_three_expected,
     rtol=1e-3,
@@ -156,7 +156,7 @@ def _epa_not_scaled(x_query, x_train, width):
 
 
 register(FunctionExercise(
-    id="ch01-epanechnikov-weights",
+    id="kernel_regression/epanechnikov-weights",
     title="Epanechnikov weights with empty windows",
     reference=_epa_reference,
     cases=_epa_cases,
@@ -177,7 +177,7 @@ register(FunctionExercise(
 
 # ---------------------------------------------------------------- 4. the limits of the width
 register(ChoiceExercise(
-    id="ch01-width-limits",
+    id="kernel_regression/width-limits",
     title="A vanishing width",
     options={
         "a": "the target y_j of the training point nearest to x",
