@@ -9,19 +9,25 @@ import torch
 
 import companion.exercises.ntm as ex  # noqa: F401  (registers the exercises)
 from companion import ntm
-from companion.exercises import REGISTRY, FunctionExercise, ValueExercise, check
+from companion.exercises import REGISTRY, ChoiceExercise, FunctionExercise, ValueExercise, check, solution
 
 IDS = sorted(i for i in REGISTRY if i.startswith("ntm/"))
 
 
 def test_the_chapter_registers_its_exercises():
-    assert IDS == ["ntm/beta-gradient", "ntm/circular-shift", "ntm/cosine-content", "ntm/erase-add", "ntm/sharpen"]
+    assert IDS == ["ntm/beta-gradient", "ntm/circular-shift", "ntm/cosine-content", "ntm/erase-add", "ntm/sharpen",
+                   "ntm/symmetry"]
 
 
 @pytest.mark.parametrize("exercise_id", IDS)
 def test_reference_passes_and_mistakes_fail_with_their_hint(exercise_id):
     exercise = REGISTRY[exercise_id]
-    reference = exercise.expected() if isinstance(exercise, ValueExercise) else exercise.reference
+    if isinstance(exercise, ValueExercise):
+        reference = exercise.expected()
+    elif isinstance(exercise, ChoiceExercise):
+        reference = exercise.answer
+    else:
+        reference = exercise.reference
     assert check(exercise_id, reference)
     assert exercise.mistakes
     for mistake in exercise.mistakes:
@@ -59,3 +65,17 @@ def test_beta_gradient_reference_is_the_autograd_gradient():
         m, k = memory.double(), key.double()
         jac = torch.autograd.functional.jacobian(lambda b_: ex._content(m, k, b_) @ m, b)
         torch.testing.assert_close(ex._read_beta_gradient(m, k, beta), jac)
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_worked_solutions_pass_their_checker(exercise_id):
+    assert solution(exercise_id)._repr_markdown_().startswith(f"**Solution** ({exercise_id})")
+
+
+def test_the_beta_gradient_may_not_use_autograd():
+    def with_autograd(memory, key, beta):
+        b = torch.tensor(beta, requires_grad=True)
+        return torch.autograd.functional.jacobian(lambda b_: ex._content(memory, key, b_) @ memory, b)
+
+    fb = check("ntm/beta-gradient", with_autograd)
+    assert not fb and "asks you not to use" in fb.message

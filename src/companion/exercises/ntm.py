@@ -1,6 +1,7 @@
 """Exercises of the chapter on neural Turing machines: cosine content addressing with a zero row,
 the circular shift, sharpening in log space (a derivation), one erase-add write by hand, and the
-gradient of a read vector with respect to the key strength beta (a derivation).
+gradient of a read vector with respect to the key strength beta (a derivation), and an ablation:
+a constant memory addressed with a uniform first weighting never breaks the symmetry of its rows.
 
 The reader's functions work on one head, unbatched: memory ``(N, W)``, key ``(W,)``,
 weightings ``(N,)``, shift distributions ``(S,)``, scalars as Python floats.
@@ -12,7 +13,7 @@ import math
 
 import torch
 
-from .checker import FunctionExercise, Mistake, ValueExercise, register
+from .checker import ChoiceExercise, FunctionExercise, Mistake, ValueExercise, register
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -81,6 +82,22 @@ register(FunctionExercise(
                                          "can be negative, and dividing them by their sum does not give a "
                                          "distribution."),
     ),
+    solution_answer="content_weights",
+    solution_text=r"""
+The cosine of the key with row $i$ is $K_i = \mathbf{k}^\top \mathbf{M}(i) / (\lVert\mathbf{k}\rVert
+\lVert\mathbf{M}(i)\rVert)$. For an all-zero row both numerator and denominator vanish; the limit does not
+exist, so we *define* $K_i = 0$: an empty row is neither similar nor dissimilar to any key. Dividing only
+where the product of norms is positive (rather than adding an $\epsilon$, which also works) keeps every
+other similarity exact. The weights are then the softmax of $\beta K_i$.
+""",
+    solution="""
+def content_weights(memory, key, beta):
+    norms = memory.norm(dim=-1) * key.norm()  # (N,)
+    positive = norms > 0
+    safe = torch.where(positive, norms, torch.ones_like(norms))
+    sims = torch.where(positive, memory @ key / safe, torch.zeros_like(norms))
+    return torch.softmax(beta * sims, dim=0)  # (N,)
+""",
 ))
 
 
@@ -129,6 +146,21 @@ register(FunctionExercise(
                                 "(indices mod N). Without the wrap-around, weight falls off the end and the "
                                 "result no longer sums to one."),
     ),
+    solution_answer="circular_shift",
+    solution_text=r"""
+Offset $o_j = j - (S-1)/2$ with probability $s_j$ moves the weight of row $i'$ to row $i' + o_j$.
+Row $i$ therefore receives $s_j\, w(i - o_j)$ from each offset, indices taken mod $N$:
+$\tilde w(i) = \sum_j s_j\, w\big((i - o_j) \bmod N\big)$. `torch.roll(w, o)` is exactly the vector
+whose entry $i$ is $w(i - o)$, with the wrap-around.
+""",
+    solution="""
+def circular_shift(w, s):
+    half = (s.shape[0] - 1) // 2
+    out = torch.zeros_like(w)
+    for j in range(s.shape[0]):
+        out = out + s[j] * torch.roll(w, j - half, dims=0)  # w(i - o_j)
+    return out
+""",
 ))
 
 
@@ -182,6 +214,23 @@ register(FunctionExercise(
         Mistake(_sharpen_unnormalised, "Divide by the sum of the powers: after raising to gamma the weights no "
                                        "longer sum to one."),
     ),
+    solution_answer="sharpen",
+    solution_text=r"""
+For $w_i > 0$, $w_i^\gamma = e^{\gamma \log w_i}$, so
+$w_i^\gamma / \sum_j w_j^\gamma = e^{\gamma \log w_i} / \sum_j e^{\gamma \log w_j}
+= \operatorname{softmax}(\gamma \log \mathbf{w})_i$, and the softmax may subtract the largest exponent
+first without changing the value: the largest term becomes $e^0 = 1$ and nothing underflows to a
+zero denominator. A zero weight has $\log 0 = -\infty$ and $e^{-\infty} = 0$: it stays zero, as
+$0^\gamma = 0$ says. Mask it instead of computing $\gamma \cdot (-\infty)$, whose gradient with respect to
+$\gamma$ would be NaN.
+""",
+    solution="""
+def sharpen(w, gamma):
+    positive = w > 0
+    log_w = torch.log(torch.where(positive, w, torch.ones_like(w)))
+    logits = torch.where(positive, gamma * log_w, torch.full_like(w, -math.inf))
+    return torch.softmax(logits, dim=0)
+""",
 ))
 
 
@@ -208,6 +257,16 @@ register(ValueExercise(
         Mistake(torch.tensor([[6.0, 4.0], [3.0, 8.0], [2.0, 10.0]]),
                 "The add is weighted too: row i receives w(i) a, not the whole add vector."),
     ),
+    solution_answer="new_memory",
+    solution_text=r"""
+Row 1 has weight 0: nothing changes, $(4, 2)$. Rows 2 and 3 have weight $\tfrac12$, so the erase
+multiplies them by $\mathbf{1} - \tfrac12 (1, 0) = (\tfrac12, 1)$ and the add puts
+$\tfrac12 (2, 2) = (1, 1)$ on top: row 2 becomes $(1, 6) + (1, 1) = (2, 7)$, row 3
+$(0, 8) + (1, 1) = (1, 9)$.
+""",
+    solution="""
+new_memory = torch.tensor([[4.0, 2.0], [2.0, 7.0], [1.0, 9.0]])
+""",
 ))
 
 
@@ -264,4 +323,73 @@ register(FunctionExercise(
         Mistake(_beta_gradient_times_beta, "beta multiplies the similarities inside the softmax, so d(beta K_i)/dbeta "
                                            "= K_i: no factor beta appears in the gradient."),
     ),
+    forbid=("autograd",),
+    solution_answer="read_beta_gradient",
+    solution_text=r"""
+With $w_i = e^{\beta K_i} / Z$, $Z = \sum_j e^{\beta K_j}$: $\partial w_i / \partial \beta
+= K_i w_i - w_i \sum_j K_j w_j = w_i (K_i - \bar K)$, where $\bar K = \sum_j w_j K_j$ is the mean
+similarity under the weighting. The memory does not depend on $\beta$, so
+$\partial \mathbf{r} / \partial \beta = \sum_i w_i (K_i - \bar K)\, \mathbf{M}(i)$: the covariance,
+under $\mathbf{w}$, between a row's similarity and its content. Raising $\beta$ pulls the read vector
+towards the rows that match better than average; when every row matches equally the gradient is zero.
+""",
+    solution="""
+def read_beta_gradient(memory, key, beta):
+    norms = memory.norm(dim=-1) * key.norm()
+    safe = torch.where(norms > 0, norms, torch.ones_like(norms))
+    sims = torch.where(norms > 0, memory @ key / safe, torch.zeros_like(norms))  # K_i
+    w = torch.softmax(beta * sims, dim=0)  # (N,)
+    centred = sims - (w * sims).sum()  # K_i - K_bar
+    return (w * centred) @ memory  # (W,)
+""",
+))
+
+
+# --- 6. Why the first weighting must break the symmetry (an ablation) -----------------------
+
+register(ChoiceExercise(
+    id="ntm/symmetry",
+    title="A constant memory with a uniform first weighting",
+    options={
+        "a": "the rows differ after the first write, because the add vector is random",
+        "b": "the rows stay identical at every step, whatever the input and the weights",
+        "c": "the rows stay identical until the shift moves the focus, then they differ",
+        "d": "the rows differ after a few steps, because the sharpening amplifies round-off",
+    },
+    answer="b",
+    explanation="Identical rows give identical similarities, hence a uniform content weighting; "
+                "interpolating, shifting or sharpening a uniform weighting leaves it uniform; and a "
+                "write with a uniform weighting changes every row in the same way. By induction the "
+                "rows never differ, so no row can ever be told apart from another.",
+    mistakes=(
+        Mistake("a", "The add vector is the same for every row; what differs between rows is only the "
+                     "weight w(i) they receive. What is w(i) when every row looks the same?"),
+        Mistake("c", "Shift a uniform weighting by any offset distribution: what comes out?"),
+        Mistake("d", "Sharpening a uniform weighting gives w^gamma / sum w^gamma with every w equal: "
+                     "uniform again, exactly, in floating point too."),
+    ),
+    solution_answer="choice",
+    solution_text=r"""
+Run the ablation: start an untrained NTM from its constant memory but with a *uniform* first
+weighting for both heads, feed it copy sequences, and measure how far apart the rows of the memory
+are at the end. They stay exactly equal (b).
+""",
+    solution="""
+from companion.ntm import NTM, NTMConfig
+from companion.tasks.copy import copy_batch
+
+torch.manual_seed(0)
+model = NTM(NTMConfig(rows=8, width=6, controller_size=16))
+batch = copy_batch(4, 5, generator=torch.Generator().manual_seed(0))
+state = model.initial_state(4)
+state["w_write"] = torch.full((4, 8), 1 / 8)
+state["w_read"] = torch.full((4, 8), 1 / 8)
+with torch.no_grad():
+    for t in range(batch.inputs.shape[1]):
+        _, state, _, _ = model.step(batch.inputs[:, t], state)
+memory = state["memory"]  # (B, N, W)
+spread = (memory - memory[:, :1]).abs().max().item()
+assert spread == 0.0 and memory.abs().max() > 1e-3  # written to, yet all rows equal
+choice = "b"
+""",
 ))
