@@ -9,6 +9,7 @@ Each module holds one concept and names the equations of the book it implements:
 - :mod:`companion.positional`  -- sinusoidal positional encodings.
 - :mod:`companion.kernel_regression` -- attention pooling as Nadaraya-Watson regression.
 - :mod:`companion.style`, :mod:`companion.viz` -- the book's figure style and attention plots.
+- :mod:`companion.interactive` -- figures with controls that work live and in the static book.
 - :mod:`companion.experiments` -- named, seeded, cached training runs (``python -m companion.experiments``).
 - :mod:`companion.exercises`   -- checkers for the exercises embedded in the chapters.
 

@@ -68,6 +68,13 @@ def _script_source() -> str:
     return source
 
 
+def _content_id(base: str) -> str:
+    """``base`` the first time it is rendered in this session, then ``base-2``, ``base-3``, ..."""
+    _render_counts[base] += 1
+    n = _render_counts[base]
+    return base + ("" if n == 1 else f"-{n}")
+
+
 def _cmap_hex(name: str = WEIGHTS_CMAP, steps: int = _CMAP_STEPS) -> list[str]:
     import matplotlib
 
@@ -268,11 +275,7 @@ class AttentionView:
 
     # ---- rendering ---------------------------------------------------------------------
     def _next_id(self) -> str:
-        if self._id is not None:
-            return self._id
-        _render_counts[self.content_hash] += 1
-        n = _render_counts[self.content_hash]
-        return f"cav-{self.content_hash}" + ("" if n == 1 else f"-{n}")
+        return self._id or _content_id("cav-" + self.content_hash)
 
     def to_html(self, id: str | None = None) -> str:
         """The HTML fragment: a container and its inline script (no external resources)."""
