@@ -295,8 +295,8 @@ def head_parameters(raw: torch.Tensor, width: int, shift_width: int, writes: boo
 
     key as is, beta = softplus (>= 0), g = sigmoid (in [0, 1]), s = softmax (a distribution),
     gamma = 1 + softplus (>= 1); for a write head erase = sigmoid (in [0, 1]) and
-    add = tanh. ``clamp`` bounds the raw values first, so that no parameter saturates beyond
-    recovery (a sigmoid at 20 is already 1 - 2e-9).
+    add as is. ``clamp`` bounds the raw values first, so that no parameter saturates beyond
+    recovery (a sigmoid at 20 is already 1 - 2e-9); the add vector needs no constraint.
     """
     _validate.tensor(raw, "raw", min_dim=2)
     sizes = head_sizes(width, shift_width, writes)
@@ -315,7 +315,7 @@ def head_parameters(raw: torch.Tensor, width: int, shift_width: int, writes: boo
     )
     if writes:
         params.erase = torch.sigmoid(chunks[5])
-        params.add = torch.tanh(chunks[6])
+        params.add = chunks[6]
     return params
 
 
@@ -360,9 +360,10 @@ class NTMTrace:
 class NTM(nn.Module):
     """An LSTM controller with one write head and one read head on an ``N x W`` memory.
 
-    At each step ``t`` the controller reads ``[x_t, r_{t-1}]``; the write head addresses
-    (eq-ntm-address) and writes (eq-ntm-erase, eq-ntm-add); the read head addresses the new
-    memory and reads (eq-ntm-read); the output is a linear map of ``[h_t, r_t]``. The initial
+    At each step ``t`` (eq-ntm-controller) the controller reads ``[x_t, r_{t-1}]``; the read head
+    addresses (eq-ntm-address) the memory ``M_{t-1}`` and reads ``r_t`` (eq-ntm-read); the write
+    head addresses ``M_{t-1}`` too and writes ``M_t`` (eq-ntm-erase, eq-ntm-add); the output
+    is a linear map of ``[h_t, r_t]``. The initial
     memory is the constant ``memory_init`` and both heads start with all their weight on row
     0, which breaks the symmetry between the rows (a uniform first weighting on a constant
     memory would make every row identical forever).
@@ -397,12 +398,13 @@ class NTM(nn.Module):
         and the two heads' parameters."""
         c = self.config
         h, cell = self.controller(torch.cat([x, state["read"]], -1), (state["h"], state["c"]))  # (B, H)
-        wp = head_parameters(self.write_head(h), c.width, c.shift_width, True, c.clamp)
-        w_write = _address(state["memory"], state["w_write"], wp.key, wp.beta, wp.g, wp.s, wp.gamma)  # (B, N)
-        memory = _write(state["memory"], w_write, wp.erase, wp.add)  # (B, N, W)
+        old = state["memory"]  # (B, N, W)
         rp = head_parameters(self.read_head(h), c.width, c.shift_width, False, c.clamp)
-        w_read = _address(memory, state["w_read"], rp.key, rp.beta, rp.g, rp.s, rp.gamma)  # (B, N)
-        r = _read(memory, w_read)  # (B, W)
+        w_read = _address(old, state["w_read"], rp.key, rp.beta, rp.g, rp.s, rp.gamma)  # (B, N)
+        r = _read(old, w_read)  # (B, W)
+        wp = head_parameters(self.write_head(h), c.width, c.shift_width, True, c.clamp)
+        w_write = _address(old, state["w_write"], wp.key, wp.beta, wp.g, wp.s, wp.gamma)  # (B, N)
+        memory = _write(old, w_write, wp.erase, wp.add)  # (B, N, W)
         y = self.output(torch.cat([h, r], -1))  # (B, output_size)
         new = {"memory": memory, "w_write": w_write, "w_read": w_read, "read": r, "h": h, "c": cell}
         return y, new, wp, rp

@@ -214,7 +214,7 @@ register(FunctionExercise(
         Mistake(_sharpen_unnormalised, "Divide by the sum of the powers: after raising to gamma the weights no "
                                        "longer sum to one."),
     ),
-    solution_answer="sharpen",
+    solution_answer="sharpen_weights",
     solution_text=r"""
 For $w_i > 0$, $w_i^\gamma = e^{\gamma \log w_i}$, so
 $w_i^\gamma / \sum_j w_j^\gamma = e^{\gamma \log w_i} / \sum_j e^{\gamma \log w_j}
@@ -225,7 +225,7 @@ $0^\gamma = 0$ says. Mask it instead of computing $\gamma \cdot (-\infty)$, whos
 $\gamma$ would be NaN.
 """,
     solution="""
-def sharpen(w, gamma):
+def sharpen_weights(w, gamma):
     positive = w > 0
     log_w = torch.log(torch.where(positive, w, torch.ones_like(w)))
     logits = torch.where(positive, gamma * log_w, torch.full_like(w, -math.inf))
@@ -379,17 +379,18 @@ from companion.ntm import NTM, NTMConfig
 from companion.tasks.copy import copy_batch
 
 torch.manual_seed(0)
-model = NTM(NTMConfig(rows=8, width=6, controller_size=16))
-batch = copy_batch(4, 5, generator=torch.Generator().manual_seed(0))
-state = model.initial_state(4)
-state["w_write"] = torch.full((4, 8), 1 / 8)
-state["w_read"] = torch.full((4, 8), 1 / 8)
+probe = NTM(NTMConfig(rows=8, width=6, controller_size=16))
+probe_batch = copy_batch(4, 5, generator=torch.Generator().manual_seed(0))
+probe_state = probe.initial_state(4)
+probe_state["w_write"] = torch.full((4, 8), 1 / 8)  # uniform, not one-hot
+probe_state["w_read"] = torch.full((4, 8), 1 / 8)
 with torch.no_grad():
-    for t in range(batch.inputs.shape[1]):
-        _, state, _, _ = model.step(batch.inputs[:, t], state)
-memory = state["memory"]  # (B, N, W)
-spread = (memory - memory[:, :1]).abs().max().item()
-assert spread == 0.0 and memory.abs().max() > 1e-3  # written to, yet all rows equal
+    for t in range(probe_batch.inputs.shape[1]):
+        _, probe_state, _, _ = probe.step(probe_batch.inputs[:, t], probe_state)
+probe_memory = probe_state["memory"]  # (B, N, W)
+row_spread = (probe_memory - probe_memory[:, :1]).abs().max().item()
+print(f"largest difference between two rows: {row_spread}")
+assert row_spread == 0.0 and probe_memory.abs().max() > 1e-3  # written, all equal
 choice = "b"
 """,
 ))
