@@ -3,8 +3,9 @@
 ``ntm-copy`` trains :class:`companion.ntm.NTM` on copy sequences (:mod:`companion.tasks.copy`)
 of random lengths ``min_length..max_length``, one length a batch, with binary cross-entropy on
 the output steps, Adam and global gradient clipping. Every ``check_every`` steps it counts the
-bit errors on a small validation set and stops as soon as they fall to ``target_bit_errors``
-per sequence or below (or after ``max_steps``). It then reports, on sequences drawn from
+bit errors on a validation set and stops once they have been at ``target_bit_errors`` per
+sequence or below on ``patience`` checks in a row (or after ``max_steps``): one good check can
+be a fluke of a model that is still unstable. It then reports, on sequences drawn from
 generators that neither training nor validation use:
 
 - ``bit_errors_per_sequence``: mean wrong bits per sequence over the training lengths;
@@ -54,7 +55,8 @@ class CopyConfig:
     max_steps: int = 6000
     check_every: int = 100
     target_bit_errors: float = 0.01  # stop when the validation errors per sequence reach this
-    validation_per_length: int = 16
+    patience: int = 2  # ... on this many checks in a row
+    validation_per_length: int = 32
     test_per_length: int = 100
 
 
@@ -67,8 +69,8 @@ def model_config(config: CopyConfig) -> NTMConfig:
 def _check(config: CopyConfig) -> None:
     if not isinstance(config, CopyConfig):
         raise TypeError(f"config must be a CopyConfig, got {type(config).__name__}")
-    for name in ("bits", "min_length", "max_length", "batch_size", "check_every", "validation_per_length",
-                 "test_per_length"):
+    for name in ("bits", "min_length", "max_length", "batch_size", "check_every", "patience",
+                 "validation_per_length", "test_per_length"):
         _validate.positive_int(getattr(config, name), name)
     if config.min_length > config.max_length:
         raise ValueError(f"min_length {config.min_length} must not exceed max_length {config.max_length}")
@@ -137,7 +139,8 @@ def fit(model: NTM, config: CopyConfig, progress: bool = True):
                 history["check_steps"].append(step + 1)
                 history["validation_bit_errors"].append(errors)
                 bar.set_postfix(loss=f"{loss.item():.4f}", bit_errors=f"{errors:.3f}")
-                if errors <= config.target_bit_errors:
+                recent = history["validation_bit_errors"][-config.patience:]
+                if len(recent) == config.patience and max(recent) <= config.target_bit_errors:
                     break
     except KeyboardInterrupt:
         interrupted = True
