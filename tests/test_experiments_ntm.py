@@ -2,9 +2,10 @@
 lengths) with its real configuration, in one training run; its metrics and history are complete;
 bad settings are rejected.
 
-Measured before the patience rule (one good validation check was enough; one thread, a heavily
-loaded 2-core machine): seed 0 stopped after 900 steps with 0.03 bit errors per sequence on
-lengths 1-10 and 0.0 at length 20.
+Measured (default config, one thread, a heavily loaded 2-core machine): seed 0 stops after 1,000
+steps (162 s) with 0.0 bit errors per sequence on lengths 1-10 and 0.0 at length 20; seeds 0-5
+(ntm-copy-seeds) all converge, in 1,000-2,900 steps, with 0.000-0.065 bit errors per sequence on
+lengths 1-10 and 0.0-1.7 at length 20.
 """
 
 import math
