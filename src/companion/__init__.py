@@ -1,17 +1,28 @@
 """Companion package of *Attention, an interactive textbook*.
 
-Each module holds one concept and names the equations of the book it implements:
+Each module holds one concept and names, by label, the equations of the book it implements:
 
-- :mod:`companion.masks`       -- boolean masks (True = "may attend"): causal, padding.
-- :mod:`companion.softmax`     -- the masked, numerically stable softmax.
+- :mod:`companion.masks`       -- boolean masks (True = "may attend"): causal (with an offset), padding.
+- :mod:`companion.softmax`     -- the masked, numerically stable softmax and log-softmax.
+- :mod:`companion.softmax_calculus` -- temperature, entropy, the softmax Jacobian, attention's backward pass.
 - :mod:`companion.scoring`     -- scoring functions: dot, scaled dot, general, additive, cosine.
 - :mod:`companion.attention`   -- scaled dot-product attention and multi-head attention.
-- :mod:`companion.positional`  -- sinusoidal positional encodings.
+- :mod:`companion.positional`  -- sinusoidal encodings, rotary embeddings, ALiBi biases.
 - :mod:`companion.kernel_regression` -- attention pooling as Nadaraya-Watson regression.
+- :mod:`companion.retrieval`   -- one attention read with learned projections (associative recall).
+- :mod:`companion.seq2seq`     -- RNN encoder-decoders: plain, Bahdanau, Luong.
+- :mod:`companion.local`, :mod:`companion.local_seq2seq` -- Luong's local attention.
+- :mod:`companion.hard`        -- hard attention's gradients: REINFORCE, Gumbel-softmax.
+- :mod:`companion.image_attention` -- attention over a CNN's grid of image cells.
+- :mod:`companion.ntm`         -- the neural Turing machine's addressing, memory and model.
+- :mod:`companion.attention_only` -- a small attention-only model whose heads can be ablated.
+- :mod:`companion.tasks`       -- toy tasks, generated in code from a seed.
 - :mod:`companion.style`, :mod:`companion.viz` -- the book's figure style and attention plots.
-- :mod:`companion.interactive` -- figures with controls that work live and in the static book.
+- :mod:`companion.attention_view` -- the attention viewer that works without a kernel.
+- :mod:`companion.interactive` -- figures with controls that work in the static book.
+- :mod:`companion.training`    -- the training loop (progress bar, NaN guard, keeps what it learned).
 - :mod:`companion.experiments` -- named, seeded, cached training runs (``python -m companion.experiments``).
-- :mod:`companion.exercises`   -- checkers for the exercises embedded in the chapters.
+- :mod:`companion.exercises`   -- checkers and worked solutions for the chapters' exercises.
 
 Shapes are batch-first throughout: ``(batch, ..., length, dim)``.
 """
