@@ -253,7 +253,7 @@ def book_html(request) -> Path:
 
 def test_built_book_pages_with_viewers(chromium, serve_directory, book_html, capsys):
     pages = sorted(p for p in book_html.rglob("*.html")
-                   if "_sources" not in p.parts and "companion-attention-view" in p.read_text("utf-8", "ignore"))
+                   if "_sources" not in p.parts and 'class="companion-attention-view"' in p.read_text("utf-8", "ignore"))
     if not pages:
         pytest.skip(f"no page of the built book at {book_html} holds an AttentionView yet: "
                     "nothing was checked in the book (the standalone-page tests still ran)")

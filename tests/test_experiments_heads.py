@@ -67,7 +67,7 @@ def test_ablating_both_heads_leaves_only_chance(result):
         ({"lags": (1, 16)}, ValueError, "lags must be integers in 1 .. length-1 = 15"),
         ({"num_heads": 3}, ValueError, "embed_dim=32 must be a multiple of 2 \\* num_heads=6"),
         ({"steps": -1}, ValueError, "steps must be a non-negative integer"),
-        ({"lr": 0.0}, ValueError, "lr must be a positive number"),
+        ({"lr": 0.0}, ValueError, "lr must be positive"),
         ({"vocab": 0}, ValueError, "vocab must be a positive integer"),
         ({"base": 1.0}, ValueError, "base must be greater than 1"),
     ],

@@ -97,11 +97,3 @@ def non_negative_int(value, name: str) -> int:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     return value
 
-
-def positive_number(value, name: str) -> float:
-    """Check a positive, finite real number (a learning rate, a temperature, a scale)."""
-    import math
-
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return value
