@@ -52,7 +52,8 @@ def test_references_agree_with_the_companion():
     for w, s in ex._shift_cases():
         torch.testing.assert_close(ex._shift(w, s), ntm.shift(w[None], s[None])[0])
     for w, gamma in ex._sharpen_cases():
-        torch.testing.assert_close(ex._sharpen(w, gamma), ntm.sharpen(w[None], torch.tensor([gamma]))[0])
+        gamma_t = torch.tensor([gamma], dtype=w.dtype)
+        torch.testing.assert_close(ex._sharpen(w, gamma), ntm.sharpen(w[None], gamma_t)[0])
     memory = torch.tensor(ex.WRITE_MEMORY)[None]
     new = ntm.write(memory, torch.tensor([ex.WRITE_WEIGHTS]), torch.tensor([ex.WRITE_ERASE]),
                     torch.tensor([ex.WRITE_ADD]))

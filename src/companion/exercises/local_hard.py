@@ -46,7 +46,9 @@ def _local_p_rounded(scores, p, D):
 def _local_p_cases():
     g = torch.Generator().manual_seed(11)
     cases = []
-    for S, p, D in ((9, 3.4, 2), (12, 7.75, 3), (6, 0.3, 1), (10, 9.6, 2), (15, 6.5, 4)):
+    # (11, 5.0, 2): an integer centre puts positions exactly at |j - p| = D, inside the window
+    for S, p, D in ((9, 3.4, 2), (12, 7.75, 3), (6, 0.3, 1), (10, 9.6, 2), (15, 6.5, 4),
+                    (11, 5.0, 2)):
         cases.append((torch.randn(S, generator=g, dtype=torch.float64) * 2, p, D))
     return cases
 

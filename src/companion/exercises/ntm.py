@@ -194,6 +194,8 @@ def _sharpen_cases():
         (with_zeros, 3.0),
         (torch.softmax(0.1 * torch.randn(128, generator=g), 0), 40.0),  # w^40 underflows in float32
         (torch.softmax(torch.randn(10, generator=g), 0), 1.0),
+        # float64 does not save the naive power: (1/4096)^200 is about 1e-722
+        (torch.softmax(0.1 * torch.randn(4096, generator=g, dtype=torch.float64), 0), 200.0),
     ]
 
 
