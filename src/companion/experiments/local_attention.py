@@ -22,12 +22,10 @@ import torch
 from .. import _validate
 from ..local import window_mask
 from ..local_seq2seq import LOCAL_KINDS, LocalSeq2Seq, LocalSeq2SeqConfig, check_config, decode
-from ..seq2seq import evaluate
 from ..tasks import monotonic_translation, toy_translation
 from ..tasks.toy_translation import SOURCE_VOCAB, TARGET_VOCAB, Split, TaskConfig
-from ..training import train
 from .registry import register
-from .reversal import loss_on
+from .reversal import train_and_evaluate
 
 TASKS = ("reversal", "monotonic")
 
@@ -103,18 +101,8 @@ def window_statistics(model: LocalSeq2Seq, split: Split, task: str) -> dict:
 def fit(model: LocalSeq2Seq, config: LocalConfig, progress: bool = True):
     _check(config)
     train_split, test_split = splits(config)
-    order = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-
-    def loss_fn(step: int) -> torch.Tensor:
-        for group in optimizer.param_groups:  # constant for the first half, then linearly to zero
-            group["lr"] = config.lr * min(1.0, 2.0 * (1.0 - step / config.steps))
-        index = torch.randint(0, len(train_split), (config.batch_size,), generator=order)
-        return loss_on(model, train_split.batch(index))
-
-    log = train(model, loss_fn, steps=config.steps, optimizer=optimizer, progress=progress,
-                desc=f"{config.kind} ({config.task})")
-    result = evaluate(model, test_split)
+    log, result = train_and_evaluate(model, config, train_split, test_split, progress,
+                                     desc=f"{config.kind} ({config.task})")
     metrics = {"exact_match": result["exact_match"], "token_accuracy": result["token_accuracy"],
                **window_statistics(model, test_split, config.task),
                "steps": log.steps, "interrupted": log.interrupted}

@@ -79,9 +79,13 @@ def loss_on(model: Seq2Seq, batch: Split) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD)
 
 
-def fit(model: Seq2Seq, config: TranslationConfig, progress: bool = True):
-    _check(config)
-    train_split, test_split = make_splits(task_config(config))
+def train_and_evaluate(model, config, train_split: Split, test_split: Split, progress: bool, desc: str):
+    """Teacher-forced training (Adam, the learning rate constant for the first half of the steps,
+    then falling linearly to zero), then greedy evaluation on ``test_split``.
+
+    ``config`` needs ``seed``, ``lr``, ``steps`` and ``batch_size``; the local-attention
+    experiments train the same way. Returns the training log and :func:`evaluate`'s result.
+    """
     order = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
 
@@ -91,8 +95,15 @@ def fit(model: Seq2Seq, config: TranslationConfig, progress: bool = True):
         index = torch.randint(0, len(train_split), (config.batch_size,), generator=order)
         return loss_on(model, train_split.batch(index))
 
-    log = train(model, loss_fn, steps=config.steps, optimizer=optimizer, progress=progress, desc=f"seq2seq ({config.kind})")
-    result = evaluate(model, test_split)
+    log = train(model, loss_fn, steps=config.steps, optimizer=optimizer, progress=progress, desc=desc)
+    return log, evaluate(model, test_split)
+
+
+def fit(model: Seq2Seq, config: TranslationConfig, progress: bool = True):
+    _check(config)
+    train_split, test_split = make_splits(task_config(config))
+    log, result = train_and_evaluate(model, config, train_split, test_split, progress,
+                                     desc=f"seq2seq ({config.kind})")
     metrics = {
         "exact_match": result["exact_match"],
         "token_accuracy": result["token_accuracy"],
