@@ -20,6 +20,7 @@ Each module holds one concept and names, by label, the equations of the book it 
 - :mod:`companion.style`, :mod:`companion.viz` -- the book's figure style and attention plots.
 - :mod:`companion.attention_view` -- the attention viewer that works without a kernel.
 - :mod:`companion.interactive` -- figures with controls that work in the static book.
+- :mod:`companion.glue`        -- paste a computed number into the prose (the book build, or a print).
 - :mod:`companion.training`    -- the training loop (progress bar, NaN guard, keeps what it learned).
 - :mod:`companion.experiments` -- named, seeded, cached training runs (``python -m companion.experiments``).
 - :mod:`companion.exercises`   -- checkers and worked solutions for the chapters' exercises.
