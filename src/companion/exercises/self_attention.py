@@ -62,7 +62,7 @@ register(FunctionExercise(
         Mistake(_sinusoidal_halves, "The sines and cosines are interleaved, feature 2i and 2i+1, not the "
                                     "sines in the first half and the cosines in the second."),
     ),
-    solution_text=r"""Pair $i$ (features $2i$ and $2i+1$) turns at $\omega_i = b^{-2i/d}$: build the
+    solution_text=r"""Pair $i$ (features $2i$ and $2i+1$) turns at $\omega_i = \text{base}^{-2i/d}$: build the
 column of positions $t$ and the row of the $d/2$ frequencies, multiply them into the $(L, d/2)$
 table of angles, and put its sines in the even columns and its cosines in the odd ones.""",
     solution='''def sinusoidal(length, dim, base):
@@ -192,7 +192,7 @@ register(FunctionExercise(
                                   "of the pair."),
     ),
     solution_text=r"""Row $t$'s pair $i$, read as the complex number $z = x_{2i} + \mathrm{i}\, x_{2i+1}$, is
-multiplied by $e^{\mathrm{i}\theta}$ with $\theta = p_t \omega_i$, $\omega_i = b^{-2i/d}$:
+multiplied by $e^{\mathrm{i}\theta}$ with $\theta = p_t \omega_i$, $\omega_i = \text{base}^{-2i/d}$:
 $(x_{2i}\cos\theta - x_{2i+1}\sin\theta,\ x_{2i}\sin\theta + x_{2i+1}\cos\theta)$.""",
     solution='''def rope(x, positions, base):
     d = x.shape[-1]
