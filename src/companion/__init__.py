@@ -15,6 +15,7 @@ Each module holds one concept and names, by label, the equations of the book it 
 - :mod:`companion.hard`        -- hard attention's gradients: REINFORCE, Gumbel-softmax.
 - :mod:`companion.image_attention` -- attention over a CNN's grid of image cells.
 - :mod:`companion.ntm`         -- the neural Turing machine's addressing, memory and model.
+- :mod:`companion.position_models` -- causal self-attention told the positions five ways.
 - :mod:`companion.attention_only` -- a small attention-only model whose heads can be ablated.
 - :mod:`companion.memory`      -- the peak of the tensor bytes a computation holds, counted exactly.
 - :mod:`companion.tasks`       -- toy tasks, generated in code from a seed.
