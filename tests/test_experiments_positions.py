@@ -16,6 +16,7 @@ are far ahead of the absolute ones. The default run comes from the shared experi
 """
 
 import pytest
+import torch
 
 from companion import experiments
 from companion.experiments.positions import PositionsConfig, build, evaluate
@@ -42,6 +43,17 @@ def test_relative_positions_extrapolate_better_than_absolute_ones(result):
         for ab in ABSOLUTE:
             assert m[f"accuracy_new_{rel}_L{L}"] > m[f"accuracy_new_{ab}_L{L}"] + 0.15, m
     assert m[f"accuracy_new_alibi_L{L}"] >= 0.9, m
+
+
+def test_the_learned_rows_past_the_training_length_are_never_trained(result):
+    """What the chapter says of the learned table: rows 16..63 keep their initial values."""
+    config = result.config
+    torch.manual_seed(config.seed)  # as experiments.run seeds before build
+    fresh = build(config)["learned"].position_table.weight
+    trained = result.model["learned"].position_table.weight
+    L = config.train_length
+    assert torch.equal(trained[L:], fresh[L:])
+    assert not torch.allclose(trained[:L], fresh[:L])
 
 
 def test_the_cached_models_reproduce_their_metrics(result):

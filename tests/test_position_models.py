@@ -120,3 +120,8 @@ def test_bad_tokens():
         model(torch.tensor([[0, 10]]))
     with pytest.raises(TypeError, match="PositionModelConfig"):
         PositionModel({"vocab": 10})
+    attn = CausalSelfAttention(_config("alibi"))
+    with pytest.raises(ValueError, match=r"\(batch, length, 8\)"):
+        attn(torch.zeros(2, 5, 6))
+    with pytest.raises(TypeError):
+        attn(torch.zeros(2, 5, 8, dtype=torch.long))

@@ -73,6 +73,9 @@ class CausalSelfAttention(nn.Module):
         self.W_o = nn.Linear(d, d)
 
     def forward(self, x: torch.Tensor):
+        _validate.tensor(x, "x")
+        if x.dim() != 3 or x.shape[-1] != self.config.dim:
+            raise ValueError(f"x must have shape (batch, length, {self.config.dim}), got {tuple(x.shape)}")
         L, d = x.shape[1], x.shape[2]
         q, k, v = self.W_q(x), self.W_k(x), self.W_v(x)  # (B, L, d) each
         if self.config.positions == "rope":
