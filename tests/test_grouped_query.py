@@ -203,3 +203,28 @@ def test_float64_stays_float64_and_gradients_reach_every_parameter():
     assert out.dtype == weights.dtype == torch.float64
     out.square().sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in gqa.parameters())
+
+
+def test_attention_only_with_shared_keys_and_values():
+    """AttentionOnly(num_kv_heads=g) runs eq-gqa in its one layer, and its heads can be ablated."""
+    from companion.attention_only import AttentionOnly, AttentionOnlyConfig, ablate_heads
+
+    config = AttentionOnlyConfig(vocab=5, num_classes=7, max_length=6, embed_dim=8, num_heads=2,
+                                 num_kv_heads=1)
+    torch.manual_seed(0)
+    model = AttentionOnly(config).double()
+    assert isinstance(model.attn, GroupedQueryAttention) and model.attn.num_kv_heads == 1
+    tokens = torch.randint(0, 5, (3, 6))
+    logits, weights = model(tokens)
+    h0 = model.embed(tokens) + model.pe[:6]
+    mixed, ref_weights = model.attn(h0, h0, h0, is_causal=True)
+    torch.testing.assert_close(logits, model.unembed(h0 + mixed))
+    torch.testing.assert_close(weights, ref_weights)
+    ablated, _ = model(tokens, ablate=[1])
+    with ablate_heads(model.attn, [1]):
+        again, _ = model.attn(h0, h0, h0, is_causal=True)
+    torch.testing.assert_close(ablated, model.unembed(h0 + again))
+    assert not torch.allclose(ablated, logits)
+    with pytest.raises(ValueError, match="num_kv_heads=2 must divide num_heads=3"):
+        AttentionOnlyConfig(vocab=5, num_classes=7, max_length=6, embed_dim=12, num_heads=3,
+                            num_kv_heads=2)
