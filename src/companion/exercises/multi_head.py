@@ -253,7 +253,7 @@ register(FunctionExercise(
     ),
     solution_text=r"""Query head $i$ uses key/value head $\lfloor i / r \rfloor$ with $r = h/g$
 {eq}`eq-gqa`. `repeat_interleave(r, dim=1)` lists each key/value head $r$ times in a row, so the
-repeated tensors line up with the query heads; then it is eq-sdpa head by head. (The companion's
+repeated tensors line up with the query heads; then it is {eq}`eq-sdpa` head by head. (The companion's
 `GroupedQueryAttention` avoids the copies: it views the queries as `(B, g, r, L, d_k)` and the keys
 as `(B, g, 1, L, d_k)`, and lets the product broadcast.)""",
     solution='''def grouped_attention(q, k, v):
