@@ -7,6 +7,7 @@ Each module holds one concept and names, by label, the equations of the book it 
 - :mod:`companion.softmax_calculus` -- temperature, entropy, the softmax Jacobian, attention's backward pass.
 - :mod:`companion.scoring`     -- scoring functions: dot, scaled dot, general, additive, cosine.
 - :mod:`companion.attention`   -- scaled dot-product attention and multi-head attention.
+- :mod:`companion.grouped_query` -- grouped- and multi-query attention, and the key/value cache's size.
 - :mod:`companion.positional`  -- sinusoidal encodings, rotary embeddings, ALiBi biases.
 - :mod:`companion.kernel_regression` -- attention pooling as Nadaraya-Watson regression.
 - :mod:`companion.retrieval`   -- one attention read with learned projections (associative recall).

@@ -8,7 +8,9 @@ There is no MLP: what the model knows at position ``t`` beyond its own token is 
 copy from earlier positions, so when a task needs two facts from two places, two heads must go
 and fetch them. :func:`ablate_heads` zeroes chosen heads (their part of the concatenation
 before ``W_o``) to measure what each one contributes; :func:`attention_by_offset` says how far
-back each head looks.
+back each head looks. With ``num_kv_heads`` set, the layer is a
+:class:`~companion.grouped_query.GroupedQueryAttention` (eq-gqa) whose query heads share that many
+key/value heads.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch import nn
 
 from . import _validate
 from .attention import MultiHeadAttention
+from .grouped_query import GroupedQueryAttention
 from .positional import sinusoidal_encoding
 
 
@@ -32,12 +35,18 @@ class AttentionOnlyConfig:
     embed_dim: int = 32
     num_heads: int = 2
     base: float = 10000.0  # of the sinusoidal encoding; a short sequence turns more pairs with less
+    num_kv_heads: int | None = None  # None: multi-head attention; else grouped-query (1 = MQA)
 
     def __post_init__(self):
         for name in ("vocab", "num_classes", "max_length", "embed_dim", "num_heads"):
             _validate.positive_int(getattr(self, name), name)
         if _validate.positive_number(self.base, "base") <= 1:
             raise ValueError(f"base must be greater than 1, got {self.base!r}")
+        if self.num_kv_heads is not None:
+            _validate.positive_int(self.num_kv_heads, "num_kv_heads")
+            if self.num_heads % self.num_kv_heads:
+                raise ValueError(f"num_kv_heads={self.num_kv_heads} must divide "
+                                 f"num_heads={self.num_heads}")
         if self.embed_dim % (2 * self.num_heads):
             raise ValueError(f"embed_dim={self.embed_dim} must be a multiple of 2 * num_heads="
                              f"{2 * self.num_heads} (heads of equal size, an even position table)")
@@ -58,7 +67,10 @@ class AttentionOnly(nn.Module):
         self.embed = nn.Embedding(config.vocab, config.embed_dim)
         pe = sinusoidal_encoding(config.max_length, config.embed_dim, config.base)  # (L_max, E)
         self.register_buffer("pe", pe, persistent=False)
-        self.attn = MultiHeadAttention(config.embed_dim, config.num_heads)
+        if config.num_kv_heads is None:
+            self.attn = MultiHeadAttention(config.embed_dim, config.num_heads)
+        else:
+            self.attn = GroupedQueryAttention(config.embed_dim, config.num_heads, config.num_kv_heads)
         self.unembed = nn.Linear(config.embed_dim, config.num_classes)
 
     def forward(self, tokens: torch.Tensor, ablate=()):
@@ -84,12 +96,14 @@ def _check_tokens(tokens, config: AttentionOnlyConfig) -> None:
 
 
 @contextlib.contextmanager
-def ablate_heads(attention: MultiHeadAttention, heads):
+def ablate_heads(attention, heads):
     """Within the block, the listed heads of ``attention`` contribute nothing: their slice of the
     concatenation ``[head_1; ...; head_h]`` is set to zero before the output projection ``W_o``
-    (its bias stays). Their weights are still computed and returned."""
-    if not isinstance(attention, MultiHeadAttention):
-        raise TypeError(f"attention must be a MultiHeadAttention, got {type(attention).__name__}")
+    (its bias stays). Their weights are still computed and returned. ``attention`` is a
+    :class:`MultiHeadAttention` or a :class:`~companion.grouped_query.GroupedQueryAttention`."""
+    if not isinstance(attention, (MultiHeadAttention, GroupedQueryAttention)):
+        raise TypeError(f"attention must be a MultiHeadAttention or a GroupedQueryAttention, "
+                        f"got {type(attention).__name__}")
     heads = sorted(set(heads))
     for head in heads:
         if isinstance(head, bool) or not isinstance(head, int) or not 0 <= head < attention.num_heads:

@@ -5,7 +5,9 @@ multi-head attention layer, no MLP) on :mod:`companion.tasks.two_lookbacks`: at 
 name the ordered pair of tokens found ``lags[0]`` and ``lags[1]`` positions back. The sinusoidal
 encoding has ``base = 100``: with the usual 10000, most of its 16 frequency pairs barely turn
 over 16 positions, and one seed in five stalled below 0.95 (seeds 0-4, 1500 steps); with 100,
-seeds 0-7 all reached 1.0 in 1000 steps. It reports,
+seeds 0-7 all reached 1.0 in 1000 steps. ``num_kv_heads`` makes the layer grouped-query
+attention (1: multi-query), for the chapter's question whether shared keys and values still
+solve the task. It reports,
 on held-out sequences (positions with a target only):
 
 - ``accuracy``: the fraction of pairs predicted exactly, and ``loss`` (cross-entropy);
@@ -38,6 +40,7 @@ class HeadsConfig:
     embed_dim: int = 32
     num_heads: int = 2
     base: float = 100.0  # of the sinusoidal encoding: 10000 leaves most pairs still over 16 positions
+    num_kv_heads: int | None = None  # None: multi-head; 1: the heads share one key/value head
     steps: int = 1000
     batch_size: int = 64
     lr: float = 3e-3
@@ -58,7 +61,8 @@ def build(config: HeadsConfig) -> AttentionOnly:
     _check(config)
     return AttentionOnly(AttentionOnlyConfig(vocab=config.vocab, num_classes=config.vocab ** 2,
                                              max_length=config.length, embed_dim=config.embed_dim,
-                                             num_heads=config.num_heads, base=config.base))
+                                             num_heads=config.num_heads, base=config.base,
+                                             num_kv_heads=config.num_kv_heads))
 
 
 def held_out(config: HeadsConfig):
