@@ -49,8 +49,11 @@ def test_references_agree_with_the_companion():
     for memory, key, beta in ex._content_cases():
         ours = ntm.content_addressing(memory[None], key[None], torch.tensor([beta]))[0]
         torch.testing.assert_close(ex._content(memory, key, beta), ours, rtol=1e-4, atol=1e-6)
-    for w, s in ex._shift_cases():
-        torch.testing.assert_close(ex._shift(w, s), ntm.shift(w[None], s[None])[0])
+    g = torch.Generator().manual_seed(0)
+    for s, N in ex._shift_cases():
+        w = torch.softmax(torch.randn(3, N, generator=g), -1)  # (3, N), three weightings
+        by_matrix = w @ ex._shift_matrix(s, N).T  # (3, N): each row is C w
+        torch.testing.assert_close(by_matrix, ntm.shift(w, s.expand(3, -1)))
     for w, gamma in ex._sharpen_cases():
         gamma_t = torch.tensor([gamma], dtype=w.dtype)
         torch.testing.assert_close(ex._sharpen(w, gamma), ntm.sharpen(w[None], gamma_t)[0])

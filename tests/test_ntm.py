@@ -116,18 +116,19 @@ def test_interpolate_rejects_bad_input():
 # --- circular shift -----------------------------------------------------------------------
 
 def _shift_direct(w, s):
+    """eq-ntm-shift as a loop: s[:, j + R] is the probability of offset j in -R..R."""
     B, N = w.shape
-    S = s.shape[1]
+    R = (s.shape[1] - 1) // 2
     out = torch.zeros(B, N, dtype=torch.float64)
     for b in range(B):
         for i in range(N):
-            out[b, i] = sum(s[b, j].double() * w[b, (i - (j - (S - 1) // 2)) % N].double() for j in range(S))
+            out[b, i] = sum(s[b, j + R].double() * w[b, (i - j) % N].double() for j in range(-R, R + 1))
     return out
 
 
-@pytest.mark.parametrize("S", [1, 3, 5])
-def test_shift_matches_direct_computation(S):
-    w, s = _dist(3, 7, 0), _dist(3, S, 1)
+@pytest.mark.parametrize("R", [0, 1, 2])
+def test_shift_matches_direct_computation(R):
+    w, s = _dist(3, 7, 0), _dist(3, 2 * R + 1, 1)
     out = shift(w, s)
     torch.testing.assert_close(out.double(), _shift_direct(w, s), rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(out.sum(-1), torch.ones(3))

@@ -16,7 +16,7 @@ output into valid head parameters (eq-ntm-head-params), and :class:`NTM` puts an
 controller, one write head and one read head around a memory, vectorised over the batch.
 
 Shapes: memory ``(B, N, W)``, key ``(B, W)``, weightings ``(B, N)``, scalar head parameters
-``(B,)`` or ``(B, 1)``, shift distributions ``(B, S)`` with ``S`` odd.
+``(B,)`` or ``(B, 1)``, shift distributions ``(B, 2R+1)`` over the offsets ``-R, ..., R``.
 """
 
 from __future__ import annotations
@@ -169,20 +169,22 @@ def _interpolate(w_content, w_prev, g):
 
 
 def shift(w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """w~(i) = sum_j s(j) w(i - o_j) (indices mod N), o_j = j - (S - 1) // 2     (eq-ntm-shift)
+    """w~(i) = sum_{j=-R..R} s(j) w((i - j) mod N)                                   (eq-ntm-shift)
 
-    ``w`` ``(B, N)`` is a distribution over rows, ``s`` ``(B, S)`` a distribution over the
-    ``S`` (odd, at most ``N``) offsets ``-(S-1)/2, ..., (S-1)/2``. A one-hot ``s`` on offset
-    ``+1`` moves all weight on row ``i`` to row ``i + 1 (mod N)``.
+    ``w`` ``(B, N)`` is a distribution over rows, ``s`` ``(B, 2R+1)`` a distribution over the
+    ``2R+1`` offsets ``-R, ..., R`` (at most ``N`` of them): ``s[:, j + R]`` is the probability
+    of moving by ``j`` rows. A one-hot ``s`` on offset ``+1`` moves all weight on row ``i`` to
+    row ``i + 1 (mod N)``.
     """
     _weighting(w, "w")
     _weighting(s, "s")
     B, N = w.shape
-    S = s.shape[-1]
-    if S % 2 == 0:
-        raise ValueError(f"the shift width S must be odd (offsets centred on 0), got s of shape {tuple(s.shape)}")
-    if S > N:
-        raise ValueError(f"the shift width S={S} must not exceed the number of rows N={N}")
+    width = s.shape[-1]  # 2R + 1
+    if width % 2 == 0:
+        raise ValueError(f"the shift width 2R+1 must be odd (offsets -R..R, centred on 0), got s of shape "
+                         f"{tuple(s.shape)}")
+    if width > N:
+        raise ValueError(f"the shift width 2R+1={width} must not exceed the number of rows N={N}")
     if s.shape[0] != B:
         raise ValueError(f"s of shape {tuple(s.shape)} and w of shape {tuple(w.shape)} differ in batch size")
     _validate.same_dtype(w=w, s=s)
@@ -190,9 +192,9 @@ def shift(w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 
 def _shift(w, s):
-    half = (s.shape[-1] - 1) // 2
-    rolled = torch.stack([torch.roll(w, o, dims=-1) for o in range(-half, half + 1)], -1)  # (B, N, S)
-    return torch.einsum("bns,bs->bn", rolled, s)  # (B, N)
+    R = (s.shape[-1] - 1) // 2
+    rolled = torch.stack([torch.roll(w, j, dims=-1) for j in range(-R, R + 1)], -1)  # (B, N, 2R+1)
+    return torch.einsum("bnj,bj->bn", rolled, s)  # (B, N)
 
 
 def sharpen(w: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
@@ -278,14 +280,17 @@ class HeadParameters:
     key: torch.Tensor  # (B, W)
     beta: torch.Tensor  # (B, 1), >= 0
     g: torch.Tensor  # (B, 1), in [0, 1]
-    s: torch.Tensor  # (B, S), a distribution
+    s: torch.Tensor  # (B, 2R+1), a distribution over the offsets -R..R
     gamma: torch.Tensor  # (B, 1), >= 1
     erase: torch.Tensor | None = None  # (B, W), in [0, 1]; write heads only
     add: torch.Tensor | None = None  # (B, W); write heads only
 
 
 def head_sizes(width: int, shift_width: int, writes: bool) -> list[int]:
-    """Sizes of the raw chunks: key, beta, g, s, gamma (and erase, add for a write head)."""
+    """Sizes of the raw chunks: key, beta, g, s, gamma (and erase, add for a write head).
+
+    ``width`` is the memory's row width ``W``, ``shift_width`` the number ``2R+1`` of shift offsets.
+    """
     return [width, 1, 1, shift_width, 1] + ([width, width] if writes else [])
 
 
@@ -328,7 +333,7 @@ class NTMConfig:
     controller_size: int = 100  # LSTM units
     rows: int = 32  # N
     width: int = 20  # W
-    shift_width: int = 3  # S: offsets -1, 0, +1
+    shift_width: int = 3  # 2R+1 with R = 1: offsets -1, 0, +1
     memory_init: float = 1e-6  # every entry of M_0
     clamp: float = 20.0  # bound on the raw head parameters
 
@@ -363,7 +368,7 @@ class NTM(nn.Module):
     At each step ``t`` (eq-ntm-controller) the controller reads ``[x_t, r_{t-1}]``; the read head
     addresses (eq-ntm-address) the memory ``M_{t-1}`` and reads ``r_t`` (eq-ntm-read); the write
     head addresses ``M_{t-1}`` too and writes ``M_t`` (eq-ntm-erase, eq-ntm-add); the output
-    is a linear map of ``[h_t, r_t]``. The initial
+    is a linear map of ``[u_t, r_t]``, where ``u_t`` is the controller's (LSTM) state. The initial
     memory is the constant ``memory_init`` and both heads start with all their weight on row
     0, which breaks the symmetry between the rows (a uniform first weighting on a constant
     memory would make every row identical forever).
@@ -397,16 +402,17 @@ class NTM(nn.Module):
         """One time step: ``x`` ``(B, input_size)`` -> output logits ``(B, output_size)``, new state,
         and the two heads' parameters."""
         c = self.config
-        h, cell = self.controller(torch.cat([x, state["read"]], -1), (state["h"], state["c"]))  # (B, H)
+        # the controller's state u_t (eq-ntm-controller); "h" and "c" are the LSTM's output and cell
+        u, cell = self.controller(torch.cat([x, state["read"]], -1), (state["h"], state["c"]))  # (B, d_h)
         old = state["memory"]  # (B, N, W)
-        rp = head_parameters(self.read_head(h), c.width, c.shift_width, False, c.clamp)
+        rp = head_parameters(self.read_head(u), c.width, c.shift_width, False, c.clamp)
         w_read = _address(old, state["w_read"], rp.key, rp.beta, rp.g, rp.s, rp.gamma)  # (B, N)
         r = _read(old, w_read)  # (B, W)
-        wp = head_parameters(self.write_head(h), c.width, c.shift_width, True, c.clamp)
+        wp = head_parameters(self.write_head(u), c.width, c.shift_width, True, c.clamp)
         w_write = _address(old, state["w_write"], wp.key, wp.beta, wp.g, wp.s, wp.gamma)  # (B, N)
         memory = _write(old, w_write, wp.erase, wp.add)  # (B, N, W)
-        y = self.output(torch.cat([h, r], -1))  # (B, output_size)
-        new = {"memory": memory, "w_write": w_write, "w_read": w_read, "read": r, "h": h, "c": cell}
+        y = self.output(torch.cat([u, r], -1))  # (B, output_size)
+        new = {"memory": memory, "w_write": w_write, "w_read": w_read, "read": r, "h": u, "c": cell}
         return y, new, wp, rp
 
     def forward(self, x: torch.Tensor, return_trace: bool = False):

@@ -1,10 +1,11 @@
 """Exercises of the chapter on neural Turing machines: cosine content addressing with a zero row,
-the circular shift, sharpening in log space (a derivation), one erase-add write by hand, and the
+the circular shift as a matrix, sharpening that survives underflow (a derivation), one erase-add write by hand, and the
 gradient of a read vector with respect to the key strength beta (a derivation), and an ablation:
 a constant memory addressed with a uniform first weighting never breaks the symmetry of its rows.
 
 The reader's functions work on one head, unbatched: memory ``(N, W)``, key ``(W,)``,
-weightings ``(N,)``, shift distributions ``(S,)``, scalars as Python floats.
+weightings ``(N,)``, shift distributions ``(2R+1,)`` over the offsets ``-R, ..., R``, scalars as
+Python floats.
 """
 
 from __future__ import annotations
@@ -101,70 +102,95 @@ def content_weights(memory, key, beta):
 ))
 
 
-# --- 2. The circular shift ----------------------------------------------------------------
+# --- 2. The circular shift as a matrix ------------------------------------------------------
 
-def _shift(w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    half = (s.shape[0] - 1) // 2
-    return sum(s[j] * torch.roll(w, j - half, dims=0) for j in range(s.shape[0]))
+def _shift_matrix(s: torch.Tensor, N: int) -> torch.Tensor:
+    """The N x N matrix C with shift(w, s) = C w (eq-ntm-shift); s[j + R] is offset j's probability."""
+    R = (s.shape[0] - 1) // 2
+    C = torch.zeros(N, N, dtype=s.dtype)
+    for i in range(N):
+        for j in range(-R, R + 1):
+            C[i, (i - j) % N] += s[j + R]  # row i receives w(i - j) with probability s(j)
+    return C  # (N, N)
 
 
-def _shift_backwards(w, s):
-    return _shift(w, s.flip(0))
+def _shift_matrix_transposed(s, N):
+    return _shift_matrix(s, N).T
 
 
-def _shift_no_wrap(w, s):
-    half = (s.shape[0] - 1) // 2
-    padded = torch.cat([torch.zeros(half, dtype=w.dtype), w, torch.zeros(half, dtype=w.dtype)])
-    N = w.shape[0]
-    return sum(s[j] * padded[half - (j - half): half - (j - half) + N] for j in range(s.shape[0]))
+def _shift_matrix_no_wrap(s, N):
+    R = (s.shape[0] - 1) // 2
+    C = torch.zeros(N, N, dtype=s.dtype)
+    for i in range(N):
+        for j in range(-R, R + 1):
+            if 0 <= i - j < N:
+                C[i, i - j] += s[j + R]
+    return C
+
+
+def _shift_matrix_uncentred(s, N):
+    C = torch.zeros(N, N, dtype=s.dtype)
+    for i in range(N):
+        for j in range(s.shape[0]):  # offsets 0..2R instead of -R..R
+            C[i, (i - j) % N] += s[j]
+    return C
 
 
 def _shift_cases():
     g = _gen(41)
-    onehot_last = torch.zeros(7)
-    onehot_last[6] = 1.0
     return [
-        (torch.softmax(torch.randn(6, generator=g), 0), torch.tensor([0.0, 0.0, 1.0])),
-        (onehot_last, torch.tensor([0.1, 0.2, 0.7])),
-        (torch.softmax(torch.randn(8, generator=g), 0), torch.softmax(torch.randn(5, generator=g), 0)),
-        (torch.softmax(torch.randn(5, generator=g), 0), torch.tensor([0.6, 0.3, 0.1])),
+        (torch.tensor([0.0, 0.0, 1.0]), 5),  # offset +1 for sure
+        (torch.tensor([0.1, 0.2, 0.7]), 6),
+        (torch.softmax(torch.randn(5, generator=g), 0), 8),  # R = 2
+        (torch.softmax(torch.randn(5, generator=g), 0), 5),  # 2R + 1 = N: every offset hits every row
+        (torch.tensor([0.6, 0.3, 0.1]), 4),
+        (torch.tensor([1.0]), 3),  # R = 0: the identity
     ]
 
 
 register(FunctionExercise(
     id="ntm/circular-shift",
-    title="The circular shift",
-    reference=_shift,
+    title="The circular shift as a matrix",
+    reference=_shift_matrix,
     cases=_shift_cases,
     rtol=1e-5,
     atol=1e-7,
     mistakes=(
-        Mistake(_shift_backwards, "Your shift goes the wrong way: s[j] is the probability of offset "
-                                  "o = j - (S-1)/2, and offset +1 must move the weight of row i to row i + 1, "
-                                  "so the new weight of row i comes from row i - o."),
-        Mistake(_shift_no_wrap, "The shift is circular: weight pushed past the last row reappears at row 0 "
-                                "(indices mod N). Without the wrap-around, weight falls off the end and the "
-                                "result no longer sums to one."),
+        Mistake(_shift_matrix_transposed, "Your matrix shifts the wrong way (it is the transpose of the right "
+                                          "one): offset +1 must move the weight of row i' to row i' + 1, so "
+                                          "entry (i, i') collects the probability of the offset i - i', and "
+                                          "C @ w of a focus on row 0 must be a focus on row 1."),
+        Mistake(_shift_matrix_no_wrap, "The shift is circular: weight pushed past the last row reappears at "
+                                       "row 0 (indices mod N). Without the wrap-around some columns of your "
+                                       "matrix sum to less than one, and weight is lost."),
+        Mistake(_shift_matrix_uncentred, "The offsets are centred on zero: s[j + R] is the probability of "
+                                         "offset j in -R..R, so the middle entry of s is 'stay where you are'."),
     ),
-    solution_answer="circular_shift",
+    solution_answer="shift_matrix",
     solution_text=r"""
-Offset $o_j = j - (S-1)/2$ with probability $s_j$ moves the weight of row $i'$ to row $i' + o_j$.
-Row $i$ therefore receives $s_j\, w(i - o_j)$ from each offset, indices taken mod $N$:
-$\tilde w(i) = \sum_j s_j\, w\big((i - o_j) \bmod N\big)$. `torch.roll(w, o)` is exactly the vector
-whose entry $i$ is $w(i - o)$, with the wrap-around.
+In {eq}`eq-ntm-shift` row $i$ receives $s(j)\, w^g\big((i - j) \bmod N\big)$ from each offset $j$:
+$\tilde w(i) = \sum_{i'} C_{i i'}\, w^g(i')$ with $C_{i i'} = \sum_{j=-R}^{R} s(j)\,
+\mathbb{1}\big[i' \equiv i - j \pmod N\big]$: entry $(i, i')$ is the probability of the offset $j$
+with $i - i' \equiv j \pmod N$ (there is at most one, since $2R + 1 \le N$), and $0$ if there is
+none. Each row of $\mathbf{C}$ is the one above it rotated one place to the right: $\mathbf{C}$ is
+a *circulant* matrix, and the shift is a circular convolution. Column $i'$ holds every entry of
+$\mathbf{s}$ once (the rows that the weight of row $i'$ can move to), so every column sums to one:
+$\mathbf{1}^\top \mathbf{C} = \mathbf{1}^\top$, and $\mathbf{1}^\top \tilde{\mathbf{w}} =
+\mathbf{1}^\top \mathbf{w}^g = 1$. The shift preserves the total weight because $\mathbf{s}$ sums to one.
 """,
     solution="""
-def circular_shift(w, s):
-    half = (s.shape[0] - 1) // 2
-    out = torch.zeros_like(w)
-    for j in range(s.shape[0]):
-        out = out + s[j] * torch.roll(w, j - half, dims=0)  # w(i - o_j)
-    return out
+def shift_matrix(s, N):
+    R = (s.shape[0] - 1) // 2
+    C = torch.zeros(N, N, dtype=s.dtype)
+    for i in range(N):
+        for j in range(-R, R + 1):  # s[j + R] is the probability of offset j
+            C[i, (i - j) % N] += s[j + R]  # row i receives w(i - j)
+    return C
 """,
 ))
 
 
-# --- 3. Sharpening in log space (a derivation) ----------------------------------------------
+# --- 3. Sharpening that survives underflow (a derivation) -----------------------------------
 
 def _sharpen(w: torch.Tensor, gamma: float) -> torch.Tensor:
     positive = w > 0
@@ -374,7 +400,18 @@ register(ChoiceExercise(
     solution_text=r"""
 Run the ablation: start an untrained NTM from its constant memory but with a *uniform* first
 weighting for both heads, feed it copy sequences, and measure how far apart the rows of the memory
-are at the end. They stay exactly equal (b).
+are at the end. They stay exactly equal (b), although the memory has been written to.
+
+Why, by induction over the steps. Suppose that before step $t$ every row of $\mathbf{M}_{t-1}$ is
+the same vector and both heads' previous weightings are uniform. Then every row has the same cosine
+with any key, so the content weighting {eq}`eq-ntm-content` is uniform; interpolating two uniform
+weightings gives a uniform one; shifting a uniform weighting only moves equal weights between rows
+({eq}`eq-ntm-shift`), and sharpening equal weights leaves them equal. So both heads' weightings at
+step $t$ are uniform, and the write {eq}`eq-ntm-erase`, {eq}`eq-ntm-add` erases and adds the same
+amounts in every row: the rows of $\mathbf{M}_t$ are again all equal. Nothing the controller emits
+can tell one row from another, so the memory holds one vector $N$ times. The same holds in floating
+point, since every row goes through exactly the same operations. A one-hot first weighting on row 0
+breaks this symmetry from the first write on.
 """,
     solution="""
 from companion.ntm import NTM, NTMConfig
