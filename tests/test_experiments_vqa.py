@@ -1,27 +1,26 @@
-"""Visual question answering experiments: the soft-attention model reaches the chapter's bars
-(non-relational accuracy >= 0.95, attention mass on the named object >= 0.5); the pooled model
-and the hard-attention model are measured, and their settings are checked.
-
-The hard model's own bar (non-relational accuracy >= 0.85) is NOT met within the two-minute budget
-(see the chapter and the branch report), so it is not asserted here.
-
-Measured (default configs, one thread, 2 loaded cores): vqa-soft seed 0 non-relational 0.998,
-relational 0.542, attention on target 0.935 in 29-48 s; seed 2 0.998 / 0.525 / 0.937; seed 1 FAILS
-the bars (0.678 / 0.699 / 0.109: it settles in a pooling solution). vqa-no-attention 0.566 / 0.699;
-vqa-hard 0.504 / 0.447 with uniform attention (0.089).
+"""Visual question answering experiments: with the chapter's configurations (seed 0; the runs are
+cached, so the book build and these tests train each model once), the soft-attention model
+reaches its bars (non-relational accuracy >= 0.95, attention mass on the named object >= 0.5) and
+the hard-attention model reaches its own (non-relational accuracy >= 0.85); the settings are
+checked. Figures for seeds 0, 1 and 2 are in the branch report, not asserted here.
 """
 
 import pytest
 import torch
 
 from companion import experiments
-from companion.experiments.vqa import VQAExperimentConfig, build, evaluate, scene_batch
+from companion.experiments.vqa import VQAExperimentConfig, build, evaluate, loss_on, scene_batch
 from companion.tasks.shapes_vqa import generate
 
 
 @pytest.fixture(scope="module")
-def soft(private_cache):
+def soft():
     return experiments.run("vqa-soft", progress=False)
+
+
+@pytest.fixture(scope="module")
+def hard():
+    return experiments.run("vqa-hard", progress=False)
 
 
 def test_soft_attention_reaches_the_bars(soft):
@@ -30,6 +29,44 @@ def test_soft_attention_reaches_the_bars(soft):
     assert m["attention_on_target"] >= 0.5, m
     assert 0 <= m["accuracy_relational"] <= 1
     assert len(soft.history["loss"]) == soft.config.steps
+
+
+def test_hard_attention_reaches_its_bar(hard):
+    m = hard.metrics
+    assert m["accuracy_nonrelational"] >= 0.85, m
+    # it reads one cell: most questions must be answered from a cell on the named object
+    assert m["choice_on_target"] >= 0.5, m
+    config = hard.config
+    assert config.kind == "hard" and config.estimator == "reinforce" and config.expected_share == 0
+    assert 0 < config.soft_warmup < config.steps  # the warm start ends: most steps sample cells
+
+
+def test_the_curriculum_shows_only_nonrelational_questions():
+    data = generate(4, seed=3)
+    torch.manual_seed(0)
+    model = build(VQAExperimentConfig(kind="soft"))
+    scenes = torch.tensor([0, 2])
+    _, questions, _, rows = scene_batch(data, scenes)
+    everything = loss_on(model, data, scenes)
+    first = loss_on(model, data, scenes, nonrelational_only=True)
+    logits, _ = model(data.images[scenes], questions, torch.arange(2).repeat_interleave(30))
+    keep = ~data.relational[rows]
+    nll = torch.nn.functional.cross_entropy(logits, data.answers[rows], reduction="none")  # (60,)
+    torch.testing.assert_close(first, nll[keep].mean())
+    torch.testing.assert_close(everything, nll.mean())
+
+
+def test_the_hard_model_warm_starts_on_the_expected_cell():
+    data = generate(2, seed=4)
+    torch.manual_seed(0)
+    model = build(VQAExperimentConfig(kind="hard"))
+    soft = build(VQAExperimentConfig(kind="soft"))
+    soft.load_state_dict(model.state_dict())  # the same parameters, read softly
+    images, questions, scene, _ = scene_batch(data, torch.arange(2))
+    expected, w = model(images, questions, scene, expected=True)
+    want, w_soft = soft(images, questions, scene)
+    torch.testing.assert_close(expected, want)
+    torch.testing.assert_close(w, w_soft)
 
 
 def test_scene_batch_keeps_questions_with_their_scene():
@@ -71,3 +108,7 @@ def test_bad_settings():
         build(VQAExperimentConfig(lr=-1.0))
     with pytest.raises(ValueError, match="expected_share"):
         build(VQAExperimentConfig(kind="hard", expected_share=1.5))
+    with pytest.raises(ValueError, match="soft_warmup"):
+        build(VQAExperimentConfig(kind="hard", soft_warmup=-1))
+    with pytest.raises(ValueError, match="first_steps_nonrelational"):
+        build(VQAExperimentConfig(first_steps_nonrelational=1.5))
