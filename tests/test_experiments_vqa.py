@@ -14,6 +14,8 @@ unloaded), held-out non-relational accuracy / attention on target / relational a
   (804 s); seed 1 0.571 / 0.140; seed 2 0.607 / 0.064: seeds 1 and 2 FAIL.
 - without gradient clipping (not the committed setting): soft 0.855 / 0.999 / 0.879 and hard
   0.904 / 0.993 / 0.830 for seeds 0 / 1 / 2.
+- vqa-soft with a longer curriculum (first_steps_nonrelational=700): seeds 1 and 2 0.836 and 0.832,
+  attention 0.019 (no better); with lr=1e-3: seeds 0/1/2 0.642 / 0.791 / 0.763 (worse).
 - vqa-hard without the curriculum (soft_warmup=0, first_steps_nonrelational=0): 0.504 / 0.089.
 - vqa-no-attention: 0.566 non-relational, 0.699 relational.
 """
