@@ -109,3 +109,20 @@ def test_predictive_center_lies_in_zero_to_length():
         pc(state, torch.tensor([4, 9]))
     with pytest.raises(ValueError, match="state"):
         pc(torch.randn(3, 5, 7), lengths)
+
+
+def test_without_the_gaussian_it_is_the_softmax_inside_the_window():
+    g = torch.Generator().manual_seed(4)
+    scores = torch.randn(5, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    center = torch.rand(5, generator=g, dtype=torch.float64) * 8
+    got = local_weights(scores, center, 2, gaussian=False)
+    for b in range(5):
+        inside = [j for j in range(9) if abs(j - center[b].item()) <= 2]
+        want = torch.zeros(9, dtype=torch.float64)
+        want[inside] = torch.softmax(scores[b, inside].detach(), 0)
+        torch.testing.assert_close(got[b].detach(), want)
+    torch.testing.assert_close(got.sum(-1).detach(), torch.ones(5, dtype=torch.float64))
+    got[:, 4].sum().backward()
+    assert torch.isfinite(scores.grad).all() and scores.grad.abs().sum() > 0
+    with pytest.raises(TypeError, match="gaussian"):
+        local_weights(scores, center, 2, gaussian=1)

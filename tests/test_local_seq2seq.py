@@ -60,6 +60,28 @@ def test_one_local_p_step_by_hand(batch):
     assert t.tolist() == [1.0, 1.0]
 
 
+def test_local_m_weights_are_the_plain_windowed_softmax(batch):
+    """Luong's local-m has no Gaussian factor: inside the window p_t = t the weights are the
+    softmax of the scores there, and they sum to one (eq-local-m-weights)."""
+    torch.manual_seed(3)
+    model = LocalSeq2Seq(LocalSeq2SeqConfig(kind="local-m", half_width=2))
+    dec = model.decoder
+    annotations, summary = model.encoder(model.encoder.embed(batch.src), batch.src_lengths)
+    mask = padding_mask(batch.src_lengths, batch.src.shape[1])
+    carry = dec.start(annotations, summary, mask)
+    for step in range(3):
+        y = batch.tgt_in[:, step]
+        z_hand = dec.cell(torch.cat([dec.embed(y), carry[1]], -1), carry[0])
+        logits, carry, alpha = dec.step(y, carry, annotations, mask)
+        scores = torch.einsum("bd,de,bse->bs", z_hand, dec.score.W, annotations)
+        for b in range(2):
+            inside = [j for j in range(int(batch.src_lengths[b])) if abs(j - step) <= 2]
+            want = torch.zeros(batch.src.shape[1])
+            want[inside] = torch.softmax(scores[b, inside], 0)
+            torch.testing.assert_close(alpha[b], want)
+        torch.testing.assert_close(alpha.sum(-1), torch.ones(2))
+
+
 def test_local_p_centre_gets_a_gradient(batch):
     torch.manual_seed(2)
     model = LocalSeq2Seq(LocalSeq2SeqConfig(kind="local-p"))

@@ -3,11 +3,11 @@
 A small CNN turns an image into a ``G x G`` grid of feature vectors, one per cell (each sees a
 patch of the image); two channels with the cell's coordinates are appended, so that a vector
 says *what* is in its cell and *where* the cell is. Flattened row-major, the grid is a set of
-``N = G^2`` keys and values, and the question is the query (Xu et al. 2015 did the same for
+``m = G^2`` keys and values, and the question is the query (Xu et al. 2015 did the same for
 captions, with the decoder state as the query):
 
 - :class:`PooledVQA`: no attention; the mean of the cells, with the question, predicts the answer;
-- :class:`SoftVQA`: the weights ``alpha = softmax(k_j . q / sqrt(d))`` over the cells, the
+- :class:`SoftVQA`: the weights ``alpha = softmax(k_j . q / sqrt(d_k))`` over the cells, the
   glimpse ``sum_j alpha_j v_j``, then the answer (eq-image-soft);
 - :class:`HardVQA`: one cell ``j ~ Categorical(alpha)`` is read, ``v_j`` alone; trained with
   REINFORCE (eq-reinforce) or, with ``estimator="gumbel"``, with the straight-through
@@ -41,7 +41,7 @@ class VQAModelConfig:
     answers: int = 9
     channels: int = 32  # CNN feature channels
     cell: int = 4  # pixels per cell side: a 32-pixel image gives an 8 x 8 (or 4 x 4) grid
-    key_dim: int = 32  # d: width of queries and keys
+    key_dim: int = 32  # d_k: width of queries and keys
     hidden: int = 128  # the answer MLP
     estimator: str = "reinforce"  # hard attention only
     tau: float = 1.0  # the Gumbel-softmax's temperature (estimator="gumbel")
@@ -142,7 +142,7 @@ class PooledVQA(VQAModel):
 
 
 class AttentionVQA(VQAModel):
-    """Scores of every cell against the question: ``k_j . q / sqrt(d)`` ``(N, G*G)``."""
+    """Scores of every cell against the question: ``k_j . q / sqrt(d_k)`` ``(N, G*G)``."""
 
     def __init__(self, config: VQAModelConfig):
         super().__init__(config)
@@ -167,30 +167,34 @@ class SoftVQA(AttentionVQA):
 
 class HardVQA(AttentionVQA):
     """Hard attention: one cell. In training mode ``config.samples`` cells are drawn for each
-    question, logits ``(N, K, A)``, and (REINFORCE) their log-probabilities ``(N, K)`` are kept
+    question, logits ``(N, draws, A)``, and (REINFORCE) their log-probabilities ``(N, draws)`` are kept
     in ``self.last_log_prob``; in evaluation mode the most probable cell is read, ``(N, A)``."""
 
-    def forward(self, images, questions, scene=None, generator: torch.Generator | None = None):
+    def forward(self, images, questions, scene=None, generator: torch.Generator | None = None,
+                expected: bool = False):
         cells = self.cells(images, questions, scene)  # (N, G*G, C + 2)
         scores = self.scores(cells, questions)  # (N, G*G)
         weights = torch.softmax(scores, -1)  # (N, G*G)
+        if expected:  # the warm-up: read the expected cell, as soft attention does
+            glimpse = (weights.unsqueeze(1) @ cells).squeeze(1)  # (N, C + 2)
+            return self.predict(glimpse, questions), weights  # (N, A)
         if not self.training:
             choice = F.one_hot(scores.argmax(-1), scores.shape[-1]).to(cells.dtype)  # (N, G*G)
             return self.predict((choice.unsqueeze(1) @ cells).squeeze(1), questions), weights
-        K = self.config.samples
+        draws = self.config.samples
         if self.config.estimator == "gumbel":
-            many = scores.unsqueeze(1).expand(-1, K, -1)  # (N, K, G*G)
-            choice = gumbel_softmax(many, self.config.tau, hard=True, generator=generator)  # (N, K, G*G)
+            many = scores.unsqueeze(1).expand(-1, draws, -1)  # (N, draws, G*G)
+            choice = gumbel_softmax(many, self.config.tau, hard=True, generator=generator)  # (N, draws, G*G)
         else:
-            index = torch.multinomial(weights.detach(), K, replacement=True, generator=generator)  # (N, K)
-            self.last_log_prob = torch.log_softmax(scores, -1).gather(1, index)  # (N, K)
-            choice = F.one_hot(index, scores.shape[-1]).to(cells.dtype)  # (N, K, G*G)
+            index = torch.multinomial(weights.detach(), draws, replacement=True, generator=generator)  # (N, draws)
+            self.last_log_prob = torch.log_softmax(scores, -1).gather(1, index)  # (N, draws)
+            choice = F.one_hot(index, scores.shape[-1]).to(cells.dtype)  # (N, draws, G*G)
         if self.config.expected_share > 0:  # Xu et al.'s variance trick: some rows read alpha
             u = torch.rand(scores.shape[0], generator=generator)  # (N,)
             expected = (u < self.config.expected_share).to(cells.dtype).view(-1, 1, 1)  # (N, 1, 1)
-            choice = expected * weights.unsqueeze(1) + (1 - expected) * choice  # (N, K, G*G)
-        glimpses = choice @ cells  # (N, K, C + 2): the chosen cells
-        return self.predict(glimpses, questions.unsqueeze(1).expand(-1, K, -1)), weights  # (N, K, A)
+            choice = expected * weights.unsqueeze(1) + (1 - expected) * choice  # (N, draws, G*G)
+        glimpses = choice @ cells  # (N, draws, C + 2): the chosen cells
+        return self.predict(glimpses, questions.unsqueeze(1).expand(-1, draws, -1)), weights  # (N, draws, A)
 
 
 MODELS = {"pooled": PooledVQA, "soft": SoftVQA, "hard": HardVQA}

@@ -6,8 +6,9 @@ centre ``p_t`` first and looks only at the window ``[p_t - D, p_t + D]``:
 - local-m (monotonic): ``p_t = t``, the decoder step itself;
 - local-p (predictive): ``p_t = S * sigmoid(v_p^T tanh(W_p z_t))``        (eq-local-p)
 
-and the weights are the softmax of the scores *inside* the window, multiplied by a Gaussian
-centred at the (real-valued) ``p_t`` with ``sigma = D / 2``, not renormalised (as in the paper):
+and the weights are the softmax of the scores *inside* the window (local-m stops there,
+eq-local-m-weights); local-p multiplies them by a Gaussian centred at the (real-valued) ``p_t``
+with ``sigma = D / 2``, not renormalised (as in the paper):
 
     alpha_tj = softmax_{j in window}(s_tj) * exp(-(j - p_t)^2 / (2 sigma^2))   (eq-local-weights)
 
@@ -43,7 +44,7 @@ def window_mask(center: torch.Tensor, length: int, half_width: int) -> torch.Ten
 
 
 def local_weights(scores: torch.Tensor, center: torch.Tensor, half_width: int,
-                  mask: torch.Tensor | None = None) -> torch.Tensor:
+                  mask: torch.Tensor | None = None, *, gaussian: bool = True) -> torch.Tensor:
     """Luong's local attention weights, eq-local-weights: ``(..., S)``.
 
     Args:
@@ -52,6 +53,8 @@ def local_weights(scores: torch.Tensor, center: torch.Tensor, half_width: int,
             ``t``, local-p the output of :class:`PredictiveCenter`).
         half_width: the positive integer ``D``; the window is ``|j - p_t| <= D``.
         mask: optional boolean, broadcastable to ``scores``; False blocks a position (padding).
+        gaussian: multiply by the Gaussian factor (local-p, eq-local-weights); False gives the
+            plain softmax inside the window, eq-local-m-weights (Luong's local-m has no Gaussian).
 
     Returns:
         Weights, exactly zero outside the window (and where ``mask`` is False); all zeros when
@@ -71,7 +74,11 @@ def local_weights(scores: torch.Tensor, center: torch.Tensor, half_width: int,
     inside = window_mask(center, scores.shape[-1], D)  # (..., S)
     if mask is not None:
         inside = inside & mask
+    if not isinstance(gaussian, bool):
+        raise TypeError(f"gaussian must be True or False, got {gaussian!r}")
     weights = masked_softmax(scores, inside)  # (..., S), zero outside the window
+    if not gaussian:
+        return weights  # (..., S)
     positions = torch.arange(scores.shape[-1], dtype=scores.dtype, device=scores.device)  # (S,)
     sigma = D / 2
     gauss = torch.exp(-(positions - center.unsqueeze(-1)) ** 2 / (2 * sigma**2))  # (..., S)
@@ -79,9 +86,9 @@ def local_weights(scores: torch.Tensor, center: torch.Tensor, half_width: int,
 
 
 class PredictiveCenter(nn.Module):
-    """local-p's centre ``p_t = L * sigmoid(v_p^T tanh(W_p z_t))``, eq-local-p.
+    """local-p's centre ``p_t = S * sigmoid(v_p^T tanh(W_p z_t))``, eq-local-p.
 
-    ``L`` is the real length of each source (``lengths``), so that the window stays on the
+    ``S`` is the real length of each source (``lengths``), so that the window stays on the
     sentence's words. ``state (B, ..., d)``, ``lengths (B,)`` -> ``center (B, ...)``.
     """
 
@@ -100,5 +107,5 @@ class PredictiveCenter(nn.Module):
             raise ValueError(f"lengths must be a tensor of shape ({state.shape[0]},), got "
                              f"{getattr(lengths, 'shape', lengths)}")
         fraction = torch.sigmoid(self.v_p(torch.tanh(self.W_p(state)))).squeeze(-1)  # (B, ...)
-        L = lengths.to(state.dtype).view(-1, *([1] * (fraction.dim() - 1)))  # (B, 1, ...)
-        return L * fraction  # (B, ...)
+        S = lengths.to(state.dtype).view(-1, *([1] * (fraction.dim() - 1)))  # (B, 1, ...)
+        return S * fraction  # (B, ...)

@@ -5,8 +5,10 @@ is Luong's (the step first, then attention with the new state ``z_t`` as the que
 attentional state ``z~_t = tanh(W_c [c_t; z_t])``, input feeding), with the global softmax
 replaced by :func:`companion.local.local_weights`:
 
-- ``local-m``: the window's centre is the decoder step, ``p_t = t`` (positions from 0);
-- ``local-p``: ``p_t = L * sigmoid(v_p^T tanh(W_p z_t))`` (eq-local-p), ``L`` the source's length.
+- ``local-m``: the window's centre is the decoder step, ``p_t = t`` (positions from 0), and the
+  weights are the plain softmax inside the window (eq-local-m-weights), as in the paper;
+- ``local-p``: ``p_t = S * sigmoid(v_p^T tanh(W_p z_t))`` (eq-local-p), ``S`` the source's real
+  length, and the windowed softmax is multiplied by the Gaussian (eq-local-weights).
 
 The score is Luong's *general* score ``z_t^T W_a h_j``. Shapes as in :mod:`companion.seq2seq`:
 ``src (B, S)``, annotations ``(B, S, D)``, weights ``(B, T, S)``, centres ``(B, T)``.
@@ -87,7 +89,8 @@ class LocalDecoder(nn.Module):
         p = self.centre(z, t, mask)  # (B,)
         if alpha is None:
             scores = self.score(z.unsqueeze(1), annotations).squeeze(1)  # (B, S)
-            alpha = local_weights(scores, p, self.half_width, mask=mask.squeeze(1))  # (B, S)
+            alpha = local_weights(scores, p, self.half_width, mask=mask.squeeze(1),
+                                  gaussian=self.kind == "local-p")  # (B, S): no Gaussian for local-m
         c = (alpha.unsqueeze(1) @ annotations).squeeze(1)  # (B, D)
         z_tilde = torch.tanh(self.W_c(torch.cat([c, z], -1)))  # (B, D)
         return self.out(z_tilde), (z, z_tilde, t + 1, p), alpha
