@@ -287,9 +287,11 @@ register(ValueExercise(
         Mistake(_kv_bytes(kv_heads=KV_MODEL["query_heads"]), "With grouped-query attention only the key-value "
                                                              "heads are cached: 8 of them, each shared by "
                                                              "4 query heads."),
-        Mistake(_kv_bytes(both=False), "The cache holds a key and a value for every token, layer and "
-                                       "key-value head: a factor of 2."),
-        Mistake(_kv_bytes(bytes_per=1), "That counts numbers; each takes 2 bytes in 16-bit precision."),
+        Mistake(_kv_bytes(both=False), "A factor of 2 is missing: the cache holds a key and a value for "
+                                       "every token, layer and key-value head, and each number takes "
+                                       "2 bytes in 16-bit precision. Which one did you leave out?"),
+        Mistake(_kv_bytes(both=False, bytes_per=1), "That counts the keys alone, in numbers: the cache holds "
+                                                    "a value next to every key, and each number takes 2 bytes."),
         Mistake(_kv_bytes(kv_heads=1), "That is multi-query attention's cache, with a single key-value head; "
                                        "this model has 8."),
     ),
