@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from . import _validate
+from .retrieval import RetrievalAttention
 
-__all__ = ["online_softmax", "tiled_attention", "linear_attention", "elu_feature_map"]
+__all__ = ["online_softmax", "tiled_attention", "linear_attention", "elu_feature_map", "LinearRetrieval"]
 
 NEG_INF = float("-inf")
 
@@ -290,3 +291,29 @@ def _causal_sums(phi_q, phi_k, value):
         numerators.append((q.unsqueeze(-2) @ S).squeeze(-2))  # (B, ..., d_v)
         denominators.append((q * z).sum(-1, keepdim=True))  # (B, ..., 1)
     return torch.stack(numerators, -2), torch.stack(denominators, -2)
+
+
+# --- a model: associative recall with linear attention ------------------------------------
+
+
+class LinearRetrieval(RetrievalAttention):
+    """The associative-recall model of :class:`companion.retrieval.RetrievalAttention` with
+    linear attention (eq-linear-attention) in place of the softmax: learned projections
+    ``W_q``, ``W_k`` (``input_dim -> key_dim``), then ``phi(q)^T (phi(K)^T V)`` normalised,
+    ``phi(x) = elu(x) + 1``.
+
+    ``forward(query (N, 1, input_dim), keys (N, m, input_dim), values (N, m, d_v))`` returns
+    ``(output (N, 1, d_v), weights (N, 1, m))`` like the softmax model; the weights
+    ``phi(q).phi(k_j) / sum_j' phi(q).phi(k_j')`` are computed for inspection only (an
+    ``(N, 1, m)`` tensor), the output never uses them.
+    """
+
+    def __init__(self, input_dim: int, key_dim: int, init_scale: float = 1.0):
+        super().__init__(input_dim, key_dim, scaled=True, init_scale=init_scale)
+
+    def forward(self, query, keys, values):
+        q = query @ self.W_q  # (N, 1, d_k)
+        k = keys @ self.W_k  # (N, m, d_k)
+        output = linear_attention(q, k, values)  # (N, 1, d_v)
+        kernel = elu_feature_map(q) @ elu_feature_map(k).transpose(-2, -1)  # (N, 1, m)
+        return output, kernel / kernel.sum(-1, keepdim=True)
