@@ -66,20 +66,20 @@ register(FunctionExercise(
                                    "is the larger gets exp(0) = 1, but you do not know in advance which "
                                    "one that is."),
     ),
-    solution_text=r"""Block $k$ holds $\ell_k = \sum_{j \in k} e^{s_j - m_k}$. Over the union the maximum is
-$m = \max(m_1, m_2)$ and each term must be measured from it:
-$e^{s_j - m} = e^{s_j - m_k} e^{m_k - m}$. Summing over each block,
+    solution_text=r"""Block $k$ holds $Z_k = \sum_{j \in \mathcal{B}_k} e^{s_j - \mu_k}$. Over the union the
+maximum is $\mu = \max(\mu_1, \mu_2)$ and each term must be measured from it:
+$e^{s_j - \mu} = e^{s_j - \mu_k} e^{\mu_k - \mu}$. Summing over each block,
 
 $$
-\ell = \ell_1 e^{m_1 - m} + \ell_2 e^{m_2 - m},
+Z = Z_1 e^{\mu_1 - \mu} + Z_2 e^{\mu_2 - \mu},
 $$
 
 where both factors are at most 1 and the block holding the maximum gets exactly 1. A fully masked
-block has $m_k = -\infty$ and $\ell_k = 0$: its factor is $e^{-\infty} = 0$, and it adds
+block has $\mu_k = -\infty$ and $Z_k = 0$: its factor is $e^{-\infty} = 0$, and it adds
 nothing, as long as the other block is not empty too.""",
-    solution='''def merge(m1, l1, m2, l2):
-    m = torch.maximum(m1, m2)
-    return m, l1 * torch.exp(m1 - m) + l2 * torch.exp(m2 - m)
+    solution='''def merge(mu1, Z1, mu2, Z2):
+    mu = torch.maximum(mu1, mu2)
+    return mu, Z1 * torch.exp(mu1 - mu) + Z2 * torch.exp(mu2 - mu)
 ''',
     solution_answer="merge",
 ))
@@ -142,16 +142,16 @@ register(ValueExercise(
         Mistake(_step_normalised_old(), "The running output is kept unnormalised (a sum of exp(s - m) v): "
                                         "rescale o itself, and divide by l only at the end."),
     ),
-    solution_text=r"""The new maximum is $m' = \max(1, 3, 3) = 3$, so the old state is rescaled by
+    solution_text=r"""The new maximum is $\mu' = \max(1, 3, 3) = 3$, so the old state is rescaled by
 $e^{1 - 3} = e^{-2}$. The new block's exponentials are $e^{3 - 3} = 1$ each. Then
 {eq}`eq-tiled-update` gives
 
 $$
-\ell' = 2 e^{-2} + 1 + 1 \approx 2.2707, \qquad
-\mathbf{o}' = e^{-2} (4, 2) + 1 \cdot (1, 0) + 1 \cdot (0, 1) \approx (1.5413, 1.2707),
+Z' = 2 e^{-2} + 1 + 1 \approx 2.2707, \qquad
+\tilde{\mathbf{o}}' = e^{-2} (4, 2) + 1 \cdot (1, 0) + 1 \cdot (0, 1) \approx (1.5413, 1.2707),
 $$
 
-and, were this the last block, the output $\mathbf{o}' / \ell' \approx (0.6788, 0.5596)$.""",
+and, were this the last block, the output $\tilde{\mathbf{o}}' / Z' \approx (0.6788, 0.5596)$.""",
     solution='''m, l, o = 1.0, 2.0, torch.tensor([4.0, 2.0], dtype=torch.float64)
 scores = torch.tensor([3.0, 3.0], dtype=torch.float64)
 values = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
@@ -242,12 +242,12 @@ and pull $\phi(\mathbf{q}_i)$ out of both sums:
 $$
 \mathbf{o}_i = \frac{\sum_{j \le i} \mathbf{v}_j \phi(\mathbf{k}_j)^\top \phi(\mathbf{q}_i)}
 {\sum_{j \le i} \phi(\mathbf{k}_j)^\top \phi(\mathbf{q}_i)}
-= \frac{\mathbf{S}_i^\top \phi(\mathbf{q}_i)}{\mathbf{z}_i^\top \phi(\mathbf{q}_i)},
-\qquad \mathbf{S}_i = \mathbf{S}_{i-1} + \phi(\mathbf{k}_i) \mathbf{v}_i^\top,
-\quad \mathbf{z}_i = \mathbf{z}_{i-1} + \phi(\mathbf{k}_i).
+= \frac{\mathbf{U}_i^\top \phi(\mathbf{q}_i)}{\mathbf{u}_i^\top \phi(\mathbf{q}_i)},
+\qquad \mathbf{U}_i = \mathbf{U}_{i-1} + \phi(\mathbf{k}_i) \mathbf{v}_i^\top,
+\quad \mathbf{u}_i = \mathbf{u}_{i-1} + \phi(\mathbf{k}_i).
 $$
 
-The state $(\mathbf{S}_i, \mathbf{z}_i)$ has a fixed size, $d_\phi \times d_v$ plus $d_\phi$,
+The state $(\mathbf{U}_i, \mathbf{u}_i)$ has a fixed size, $d_\phi \times d_v$ plus $d_\phi$,
 whatever the length: a recurrent network whose step reads one key and value.""",
     solution='''def causal_linear(query, key, value):
     phi_q = F.elu(query) + 1
