@@ -343,3 +343,24 @@ def test_linear_attention_rejects_bad_input(kwargs, error, words):
         linear_attention(q, k, v, **kwargs)
     with pytest.raises(ValueError, match="d_k"):
         linear_attention(q, k[..., :3], v)
+
+
+# --- the key-value cache, as the chapter uses it --------------------------------------------
+
+
+def test_kv_cache_gives_the_same_tokens_and_counts_its_bytes():
+    """The chapter's model: greedy tokens equal with and without the cache (two prompts at once),
+    and the cache holds exactly 2 * B * L * layers * heads * head_dim numbers."""
+    from companion.grouped_query import kv_cache_bytes
+    from companion.transformer import DecoderOnlyTransformer
+
+    torch.manual_seed(0)
+    model = DecoderOnlyTransformer(vocab_size=64, dim=256, num_heads=4, num_layers=2, ffn_dim=1024,
+                                   max_len=256).eval()
+    prompt = torch.randint(0, 64, (2, 32), generator=torch.Generator().manual_seed(5))
+    with_cache = model.generate(prompt, 48, use_cache=True)
+    assert torch.equal(with_cache, model.generate(prompt, 48, use_cache=False))
+    cache = model.new_cache()
+    model(with_cache, cache)
+    assert len(cache) == 80
+    assert cache.nbytes() == kv_cache_bytes(2, 80, 2, 4, 64, 4)
