@@ -260,6 +260,8 @@ def test_tiled_causal_skips_blocks():
     (dict(mask=torch.ones(4, 8, dtype=torch.bool)), ValueError, "mask"),
     (dict(mask=torch.ones(4, 9)), TypeError, "mask"),
     (dict(block_size=0), ValueError, "block_size"),
+    (dict(query=randn(1, 0, 8)), ValueError, "at least one position"),
+    (dict(key=randn(1, 0, 8), value=randn(1, 0, 5)), ValueError, "at least one position"),
     (dict(is_causal=1), TypeError, "is_causal"),
     (dict(query=randn(1, 4, 8).index_fill(1, torch.tensor([2]), math.nan)), ValueError, "NaN"),
 ])

@@ -120,6 +120,11 @@ def _check_attention_inputs(query, key, value, mask, is_causal):
             f"key and value must have the same length, got key {tuple(key.shape)} and value "
             f"{tuple(value.shape)}"
         )
+    if query.shape[-2] == 0 or key.shape[-2] == 0:
+        raise ValueError(
+            f"query and key need at least one position each, got query {tuple(query.shape)} "
+            f"and key {tuple(key.shape)}"
+        )
     _validate.batch_shapes_broadcast(
         query=query.shape[:-2], key=key.shape[:-2], value=value.shape[:-2]
     )
