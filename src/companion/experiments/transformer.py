@@ -62,17 +62,17 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 class DigitsConfig:
     seed: int = 0
     task: str = "reverse"
-    dim: int = 64
+    dim: int = 32
     num_heads: int = 4
     num_layers: int = 2
-    ffn_dim: int = 128
+    ffn_dim: int = 64
     norm_first: bool = False
     min_length: int = 3
-    max_length: int = 10
-    test_max_length: int = 14
+    max_length: int = 8
+    test_max_length: int = 12
     train_size: int = 20_000
     test_per_length: int = 50
-    steps: int = 1500
+    steps: int = 1200
     batch_size: int = 64
     lr_factor: float = 1.0  # multiplies the warm-up schedule
     warmup: int = 200
@@ -186,6 +186,7 @@ class InductionConfig:
     batch_size: int = 32
     lr: float = 3e-3
     test_size: int = 1000
+    train_on: str = "repeated"  # "repeated": the loss on the repeated tokens only; "all": every token
 
 
 def _segments(config: InductionConfig) -> RepeatedSegmentsConfig:
@@ -198,6 +199,8 @@ def build_induction(config: InductionConfig) -> nn.ModuleDict:
     for name in ("steps", "batch_size", "test_size"):
         _validate.positive_int(getattr(config, name), name)
     _validate.positive_number(config.lr, "lr")
+    if config.train_on not in ("repeated", "all"):
+        raise ValueError(f"train_on must be 'repeated' or 'all', got {config.train_on!r}")
     return nn.ModuleDict({
         str(n): AttentionOnlyTransformer(config.vocab_size, config.dim, config.num_heads, n, config.length)
         for n in (1, 2)
@@ -205,7 +208,8 @@ def build_induction(config: InductionConfig) -> nn.ModuleDict:
 
 
 def repeated_loss(model: nn.Module, tokens: torch.Tensor, repeated: torch.Tensor) -> torch.Tensor:
-    """Mean ``-log p(x_t | x_<t)`` over the positions ``t`` marked in ``repeated (B, T)``."""
+    """Mean ``-log p(x_t | x_<t)`` over the positions ``t`` marked in ``repeated (B, T)``
+    (position 0, which nothing precedes, is never scored)."""
     logits = model(tokens[:, :-1])  # (B, T-1, V): position t-1 predicts token t
     nll = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")  # (B, T-1)
     return nll[repeated[:, 1:]].mean()
@@ -218,8 +222,8 @@ def fit_induction(models: nn.ModuleDict, config: InductionConfig, progress: bool
     for name, model in models.items():
         def loss_fn(step: int, model=model) -> torch.Tensor:
             batch = generate(config.batch_size, segments, seed=config.seed * 1_000_003 + step)
-            logits = model(batch.tokens[:, :-1])  # (B, T-1, V)
-            return F.cross_entropy(logits.flatten(0, 1), batch.tokens[:, 1:].flatten())
+            scored = batch.repeated if config.train_on == "repeated" else torch.ones_like(batch.repeated)
+            return repeated_loss(model, batch.tokens, scored)
 
         log = train(model, loss_fn, steps=config.steps, lr=config.lr, progress=progress,
                     desc=f"induction-heads {name} layer(s)")
@@ -248,7 +252,7 @@ class GrammarConfig:
     automaton_seed: int = 0
     num_states: int = 6
     num_symbols: int = 8
-    length: int = 64
+    length: int = 32
     train_size: int = 10_000
     val_size: int = 1000
     dim: int = 64
@@ -256,7 +260,7 @@ class GrammarConfig:
     num_layers: int = 2
     ffn_dim: int = 128
     norm_first: bool = True
-    steps: int = 1000
+    steps: int = 1500
     batch_size: int = 32
     lr: float = 3e-3
 
