@@ -69,8 +69,13 @@ def test_induction_heads_reach_their_bar_and_show_the_circuit():
         assert repeated_loss(two, batch.tokens, batch.repeated).item() < 0.3
         _, weights = two(batch.tokens, return_weights=True)
     prev, induct = previous_token_score(weights["decoder"]), induction_score(weights["decoder"], batch.tokens)
-    assert prev[0].max() > 0.5, prev  # a previous-token head in layer 1
+    # uniform causal attention would give about 0.1 to the previous token; seed 0 measured
+    # 0.50 and 0.54 for the heads of layer 1, and induction scores 0.96 and 0.94 in layer 2
+    assert prev[0].max() > 0.3, prev  # a previous-token head in layer 1
     assert induct[1].max() > 0.5, induct  # an induction head in layer 2
+    with torch.no_grad():
+        _, one = result.model["1"](batch.tokens, return_weights=True)
+    assert induction_score(one["decoder"], batch.tokens).max() < 0.3  # none in the one-layer model
 
 
 def test_grammar_lm_comes_within_five_percent_of_the_optimum():
