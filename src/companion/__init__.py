@@ -16,6 +16,9 @@ Each module holds one concept and names, by label, the equations of the book it 
 - :mod:`companion.image_attention` -- attention over a CNN's grid of image cells.
 - :mod:`companion.ntm`         -- the neural Turing machine's addressing, memory and model.
 - :mod:`companion.attention_only` -- a small attention-only model whose heads can be ablated.
+- :mod:`companion.transformer` -- the Transformer: encoder-decoder, decoder-only with a key-value
+  cache, greedy and beam decoding, label smoothing, the warm-up schedule.
+- :mod:`companion.induction`   -- attention-only decoders of several layers; induction scores.
 - :mod:`companion.tasks`       -- toy tasks, generated in code from a seed.
 - :mod:`companion.style`, :mod:`companion.viz` -- the book's figure style and attention plots.
 - :mod:`companion.attention_view` -- the attention viewer that works without a kernel.
