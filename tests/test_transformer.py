@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from companion.transformer import (
+    DecoderBlock,
     DecoderOnlyTransformer,
     EncoderBlock,
     Transformer,
@@ -68,6 +69,29 @@ def test_encoder_block_equals_torch_encoder_layer(norm_first):
         torch.testing.assert_close(ours[b, :L], theirs[b, :L])
     assert weights.shape == (3, 4, 7, 7)
     assert torch.all(weights[1, :, :, 5:] == 0) and torch.all(weights[2, :, :, 2:] == 0)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_decoder_block_equals_torch_decoder_layer(norm_first):
+    torch.manual_seed(0)
+    block = DecoderBlock(16, 4, 32, norm_first=norm_first).double().eval()
+    for p in block.parameters():
+        nn.init.normal_(p, std=0.3)
+    layer = nn.TransformerDecoderLayer(16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm_first,
+                                       dtype=torch.float64).eval()
+    with torch.no_grad():
+        layer.self_attn.load_state_dict(block.self_attn.to_torch().state_dict())
+        layer.multihead_attn.load_state_dict(block.cross_attn.to_torch().state_dict())
+        for ours, theirs in ((block.ffn.fc1, layer.linear1), (block.ffn.fc2, layer.linear2),
+                             (block.norm1, layer.norm1), (block.norm2, layer.norm2), (block.norm3, layer.norm3)):
+            theirs.load_state_dict(ours.state_dict())
+    x, memory = torch.randn(3, 5, 16, dtype=torch.float64), torch.randn(3, 7, 16, dtype=torch.float64)
+    keep = torch.arange(7)[None, :] < torch.tensor([7, 4, 2])[:, None]  # (B, S)
+    ours, self_w, cross_w = block(x, memory, keep[:, None, :])
+    causal = nn.Transformer.generate_square_subsequent_mask(5, dtype=torch.float64)
+    theirs = layer(x, memory, tgt_mask=causal, memory_key_padding_mask=~keep)
+    torch.testing.assert_close(ours, theirs)
+    assert self_w.shape == (3, 4, 5, 5) and cross_w.shape == (3, 4, 5, 7)
 
 
 def test_encoder_block_by_hand_post_norm():

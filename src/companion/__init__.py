@@ -20,6 +20,9 @@ Each module holds one concept and names, by label, the equations of the book it 
 - :mod:`companion.attention_only` -- a small attention-only model whose heads can be ablated.
 - :mod:`companion.memory`      -- the peak of the tensor bytes a computation holds, counted exactly.
 - :mod:`companion.efficient`   -- attention at scale: online softmax, tiled (FlashAttention-style) and linear attention.
+- :mod:`companion.transformer` -- the Transformer: encoder-decoder, decoder-only with a key-value
+  cache, greedy and beam decoding, label smoothing, the warm-up schedule.
+- :mod:`companion.induction`   -- attention-only decoders of several layers; induction scores.
 - :mod:`companion.tasks`       -- toy tasks, generated in code from a seed.
 - :mod:`companion.style`, :mod:`companion.viz` -- the book's figure style and attention plots.
 - :mod:`companion.attention_view` -- the attention viewer that works without a kernel.

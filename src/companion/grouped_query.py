@@ -9,7 +9,7 @@ reads the key/value head ``i // (h / g)`` (eq-gqa)::
 ``g = h`` is multi-head attention (eq-mha); ``g = 1`` is multi-query attention (Shazeer 2019),
 ``1 < g < h`` grouped-query attention (Ainslie et al. 2023). What a decoder keeps for every
 past position, per layer, is the projected keys and values: ``2 g d_k`` numbers instead of
-``2 h d_k``, which is what :func:`kv_cache_bytes` counts (eq-kv-cache). The parameters shrink
+``2 h d_k``, which is what :func:`kv_cache_bytes` counts (eq-kv-cache-bytes). The parameters shrink
 too, a little: eq-gqa-params.
 
 The query heads of a group are not given copies of their key/value head: the keys and values
@@ -103,7 +103,7 @@ class GroupedQueryAttention(nn.Module):
 
     def project_kv(self, key: torch.Tensor, value: torch.Tensor):
         """The keys and values of every key/value head, ``(B, g, Lk, d_k)`` each: what a
-        decoder caches for its past positions (eq-kv-cache counts their bytes)."""
+        decoder caches for its past positions (eq-kv-cache-bytes counts their bytes)."""
         self._check_inputs(None, key, value)
         B, Lk, _ = key.shape
         k = self.W_k(key).view(B, Lk, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, g, Lk, d_k)
@@ -152,7 +152,7 @@ class GroupedQueryAttention(nn.Module):
 
 def kv_cache_bytes(batch: int, length: int, num_layers: int, num_kv_heads: int, head_dim: int,
                    bytes_per_element):
-    """Bytes of the key/value cache of a decoder, eq-kv-cache::
+    """Bytes of the key/value cache of a decoder, eq-kv-cache-bytes::
 
         2 * batch * length * num_layers * num_kv_heads * head_dim * bytes_per_element
 

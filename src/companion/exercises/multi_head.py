@@ -265,39 +265,3 @@ as `(B, g, 1, L, d_k)`, and lets the product broadcast.)""",
 ''',
     solution_answer="grouped_attention",
 ))
-
-
-# --- 5. the size of a key/value cache (derivation) -------------------------------------------
-
-_LAYERS, _HEADS, _KV_HEADS, _WIDTH, _BATCH, _LENGTH, _BYTES = 32, 32, 8, 4096, 4, 8192, 2
-
-
-def _cache(kv_heads=_KV_HEADS, factor=2, nbytes=_BYTES, layers=_LAYERS):
-    return factor * _BATCH * _LENGTH * layers * kv_heads * (_WIDTH // _HEADS) * nbytes
-
-
-register(ValueExercise(
-    id="multi_head/kv-cache-bytes",
-    title="The size of a key/value cache",
-    expected=lambda: _cache(),
-    rtol=1e-9,
-    atol=0,
-    mistakes=(
-        Mistake(_cache(factor=1), "The cache holds the keys and the values: two tensors per layer."),
-        Mistake(_cache(kv_heads=_HEADS), "With grouped-query attention only the g = 8 key/value "
-                                         "heads are cached, not the 32 query heads."),
-        Mistake(_cache(nbytes=4), "float16 takes 2 bytes an element."),
-        Mistake(_cache(layers=1), "Every layer keeps its own keys and values: multiply by the "
-                                  "number of layers."),
-    ),
-    solution_text=r"""Each layer caches, for every sequence and every past position, the keys and the values
-of its $g$ key/value heads: $2 g d_k$ numbers, with $d_k = d / h = 4096 / 32 = 128$. Over the
-batch, the length and the layers {eq}`eq-kv-cache`:
-$2 \cdot 4 \cdot 8192 \cdot 32 \cdot 8 \cdot 128 \cdot 2 = 2^{32}$ bytes, 4 GiB; with
-multi-head attention's 32 key/value heads it would be four times as much, 16 GiB.""",
-    solution='''d_k = 4096 // 32
-cache_bytes = 2 * 4 * 8192 * 32 * 8 * d_k * 2
-assert cache_bytes == 2**32
-''',
-    solution_answer="cache_bytes",
-))
