@@ -68,6 +68,32 @@ def mask(m, name: str, target_shape: tuple, target: str = "the scores' shape") -
     return m
 
 
+def attention_inputs(query, key, value, mask_, is_causal) -> torch.Size:
+    """The checks every attention function makes of ``query (..., Lq, d_k)``, ``key (..., Lk, d_k)``,
+    ``value (..., Lk, d_v)``, a boolean ``mask_`` and ``is_causal``, on metadata only (no scan of
+    the data). Returns the broadcast batch shape."""
+    tensor(query, "query", min_dim=2)
+    tensor(key, "key", min_dim=2)
+    tensor(value, "value", min_dim=2)
+    same_dtype(query=query, key=key, value=value)
+    if query.shape[-1] != key.shape[-1]:
+        raise ValueError(
+            f"query and key must have the same feature size d_k, got query {tuple(query.shape)} "
+            f"and key {tuple(key.shape)}"
+        )
+    if key.shape[-2] != value.shape[-2]:
+        raise ValueError(
+            f"key and value must have the same length, got key {tuple(key.shape)} and value "
+            f"{tuple(value.shape)}"
+        )
+    batch_shapes_broadcast(query=query.shape[:-2], key=key.shape[:-2], value=value.shape[:-2])
+    batch = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+    mask(mask_, "mask", (*batch, query.shape[-2], key.shape[-2]))
+    if not isinstance(is_causal, bool):
+        raise TypeError(f"is_causal must be True or False, got {is_causal!r}")
+    return batch
+
+
 def finite(x: torch.Tensor, name: str) -> None:
     """Reject NaN inputs (infinite values are allowed: they are legitimate masked scores).
 

@@ -79,28 +79,8 @@ def _checked_arguments(query, key, value, mask, is_causal, scale):
 
     Returns the mask to use (the causal mask folded in) and the scale.
     """
-    _validate.tensor(query, "query", min_dim=2)
-    _validate.tensor(key, "key", min_dim=2)
-    _validate.tensor(value, "value", min_dim=2)
-    _validate.same_dtype(query=query, key=key, value=value)
-    if query.shape[-1] != key.shape[-1]:
-        raise ValueError(
-            f"query and key must have the same feature size d_k, got query {tuple(query.shape)} "
-            f"and key {tuple(key.shape)}"
-        )
-    if key.shape[-2] != value.shape[-2]:
-        raise ValueError(
-            f"key and value must have the same length, got key {tuple(key.shape)} and value "
-            f"{tuple(value.shape)}"
-        )
-    _validate.batch_shapes_broadcast(
-        query=query.shape[:-2], key=key.shape[:-2], value=value.shape[:-2]
-    )
+    _validate.attention_inputs(query, key, value, mask, is_causal)
     len_q, len_k = query.shape[-2], key.shape[-2]
-    batch = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2])
-    _validate.mask(mask, "mask", (*batch, len_q, len_k))
-    if not isinstance(is_causal, bool):
-        raise TypeError(f"is_causal must be True or False, got {is_causal!r}")
     scale = 1 / math.sqrt(query.shape[-1]) if scale is None else _validate.positive_number(scale, "scale")
     if is_causal:
         causal = causal_mask(len_q, len_k, offset=len_k - len_q, device=query.device)  # (Lq, Lk)

@@ -106,32 +106,12 @@ def online_softmax(scores: torch.Tensor, block_size: int, dim: int = -1) -> torc
 
 def _check_attention_inputs(query, key, value, mask, is_causal):
     """The checks of :func:`tiled_attention`, all on metadata. Returns the batch shape."""
-    _validate.tensor(query, "query", min_dim=2)
-    _validate.tensor(key, "key", min_dim=2)
-    _validate.tensor(value, "value", min_dim=2)
-    _validate.same_dtype(query=query, key=key, value=value)
-    if query.shape[-1] != key.shape[-1]:
-        raise ValueError(
-            f"query and key must have the same feature size d_k, got query {tuple(query.shape)} "
-            f"and key {tuple(key.shape)}"
-        )
-    if key.shape[-2] != value.shape[-2]:
-        raise ValueError(
-            f"key and value must have the same length, got key {tuple(key.shape)} and value "
-            f"{tuple(value.shape)}"
-        )
+    batch = _validate.attention_inputs(query, key, value, mask, is_causal)
     if query.shape[-2] == 0 or key.shape[-2] == 0:
         raise ValueError(
             f"query and key need at least one position each, got query {tuple(query.shape)} "
             f"and key {tuple(key.shape)}"
         )
-    _validate.batch_shapes_broadcast(
-        query=query.shape[:-2], key=key.shape[:-2], value=value.shape[:-2]
-    )
-    batch = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
-    _validate.mask(mask, "mask", (*batch, query.shape[-2], key.shape[-2]))
-    if not isinstance(is_causal, bool):
-        raise TypeError(f"is_causal must be True or False, got {is_causal!r}")
     return batch
 
 
