@@ -5,7 +5,8 @@ Bars (issue 12): exact match >= 0.99 at the training lengths on reversal and sor
 two-layer attention-only model below 0.3 nats per repeated token (the one-layer model far above
 it); the language model's validation loss within 5% of the automaton's own cross-entropy.
 Measured figures, seeds and times: see the module docstring of
-``companion.experiments.transformer``.
+``companion.experiments.transformer``. The sorting bar holds for the default seed (0.997) and
+seed 2 (0.993) but not seed 1 (0.983): the test checks the default seed, which the chapter uses.
 """
 
 import math
