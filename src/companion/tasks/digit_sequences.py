@@ -22,9 +22,11 @@ from dataclasses import dataclass
 import torch
 
 from .. import _validate
+# The numerals and markers of the toy translation task's target side, and its reader of them.
+from .toy_translation import BOS, EOS, PAD
+from .toy_translation import TARGET_VOCAB as VOCAB
+from .toy_translation import target_text as text  # readable digits of a row of ids, to <eos>
 
-PAD, BOS, EOS = 0, 1, 2
-VOCAB = ("<pad>", "<bos>", "<eos>") + tuple(str(d) for d in range(10))
 VOCAB_SIZE = len(VOCAB)  # 13
 TASKS = ("reverse", "sort")
 
@@ -37,18 +39,6 @@ def answer(digits, task: str) -> list[int]:
     if not digits or any(not 0 <= d <= 9 for d in digits):
         raise ValueError(f"digits must be a non-empty list of digits 0..9, got {digits}")
     return digits[::-1] if task == "reverse" else sorted(digits)
-
-
-def text(ids) -> str:
-    """Readable digits of a row of ids, stopping at ``<eos>``, dropping ``<pad>`` and ``<bos>``."""
-    out = []
-    for i in ids:
-        i = int(i)
-        if i == EOS:
-            break
-        if i > EOS:
-            out.append(VOCAB[i])
-    return " ".join(out)
 
 
 @dataclass(frozen=True)
