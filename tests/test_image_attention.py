@@ -30,6 +30,24 @@ def test_grid_encoder_cells_and_coordinates():
         enc(torch.rand(2, 3, 30, 30))
 
 
+def test_grid_encoder_batch_norm():
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, 32, 32)
+    enc = GridEncoder(8)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in enc.modules()) == 3
+    enc(images)  # training mode: standardised over the batch, running averages updated
+    bn = next(m for m in enc.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert bn.num_batches_tracked == 1
+    enc.eval()  # evaluation mode: an image's cells do not depend on the rest of the batch
+    torch.testing.assert_close(enc(images)[1:2], enc(images[1:2]))
+    plain = GridEncoder(8, batch_norm=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    with pytest.raises(TypeError, match="batch_norm"):
+        GridEncoder(8, batch_norm=1)
+    with pytest.raises(TypeError, match="batch_norm"):
+        build_model(VQAModelConfig(batch_norm=None))
+
+
 def test_soft_attention_is_the_weighted_average_of_the_cells():
     torch.manual_seed(0)
     model = build_model(VQAModelConfig(kind="soft", channels=8, key_dim=6, hidden=16)).eval()
@@ -60,12 +78,13 @@ def test_hard_attention_reads_one_cell():
     torch.manual_seed(0)
     model = build_model(VQAModelConfig(kind="hard", channels=8, key_dim=6, hidden=16))
     images, questions, scene = images_and_questions()
-    cells = model.encoder(images)[scene]
     model.eval()  # the most probable cell
+    cells = model.encoder(images)[scene]  # (batch normalisation reads the same statistics)
     logits, weights = model(images, questions, scene)
     best = cells[torch.arange(7), weights.argmax(-1)]
     torch.testing.assert_close(logits, model.answer(torch.cat([best, questions], -1)))
     model.train()  # K sampled cells per question, and their log-probabilities for REINFORCE
+    cells = model.encoder(images)[scene]  # normalised by this batch's statistics
     logits, weights = model(images, questions, scene, generator=torch.Generator().manual_seed(0))
     K = model.config.samples
     log_prob = model.last_log_prob

@@ -47,6 +47,7 @@ class VQAModelConfig:
     tau: float = 1.0  # the Gumbel-softmax's temperature (estimator="gumbel")
     samples: int = 8  # hard attention: cells drawn per question in training
     expected_share: float = 0.0  # hard attention: share of questions that read the expectation
+    batch_norm: bool = True  # the CNN normalises each convolution's output (GridEncoder)
 
 
 def check_config(config: VQAModelConfig) -> None:
@@ -60,6 +61,8 @@ def check_config(config: VQAModelConfig) -> None:
         _validate.positive_int(getattr(config, name), name)
     if config.cell not in CELL_SIZES:
         raise ValueError(f"cell must be one of {CELL_SIZES} pixels, got {config.cell!r}")
+    if not isinstance(config.batch_norm, bool):
+        raise TypeError(f"batch_norm must be a bool, got {type(config.batch_norm).__name__}")
     if not (isinstance(config.expected_share, (int, float)) and 0 <= config.expected_share <= 1):
         raise ValueError(f"expected_share must lie in [0, 1], got {config.expected_share!r}")
     if not (isinstance(config.tau, (int, float)) and math.isfinite(config.tau) and config.tau > 0):
@@ -69,18 +72,27 @@ def check_config(config: VQAModelConfig) -> None:
 class GridEncoder(nn.Module):
     """Image ``(M, 3, H, W)`` -> cells ``(M, G*G, C + 2)``, ``G = H / cell``, row-major, with
     each cell's (row, column) coordinates in [-1, 1] as the last two features. ``cell`` (4 or 8
-    pixels) is reached by stride-2 convolutions; a last stride-1 convolution widens the view."""
+    pixels) is reached by stride-2 convolutions; a last stride-1 convolution widens the view.
 
-    def __init__(self, channels: int, cell: int = 4):
+    With ``batch_norm`` (the default) each convolution is followed by batch normalisation
+    (Ioffe & Szegedy 2015) before its ReLU: in training mode a feature is standardised over the
+    batch's images and positions, in evaluation mode by running averages, so a cell's features
+    do not depend on the other images of the batch. Without it, whether the CNN learned to tell
+    the shapes apart depended on the seed (see :mod:`companion.experiments.vqa`)."""
+
+    def __init__(self, channels: int, cell: int = 4, batch_norm: bool = True):
         super().__init__()
         if cell not in CELL_SIZES:
             raise ValueError(f"cell must be one of {CELL_SIZES} pixels, got {cell!r}")
+        if not isinstance(batch_norm, bool):
+            raise TypeError(f"batch_norm must be a bool, got {type(batch_norm).__name__}")
         self.cell = cell
+        norm = (lambda: nn.BatchNorm2d(channels)) if batch_norm else nn.Identity
         layers, width = [], 3
         for _ in range(cell.bit_length() - 1):
-            layers += [nn.Conv2d(width, channels, 3, stride=2, padding=1), nn.ReLU()]  # halves H, W
+            layers += [nn.Conv2d(width, channels, 3, stride=2, padding=1), norm(), nn.ReLU()]  # halves H, W
             width = channels
-        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]  # (M, C, G, G)
+        layers += [nn.Conv2d(channels, channels, 3, padding=1), norm(), nn.ReLU()]  # (M, C, G, G)
         self.conv = nn.Sequential(*layers)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -104,7 +116,7 @@ class VQAModel(nn.Module):
         check_config(config)
         self.config = config
         C = config.channels + 2
-        self.encoder = GridEncoder(config.channels, config.cell)
+        self.encoder = GridEncoder(config.channels, config.cell, config.batch_norm)
         self.answer = nn.Sequential(nn.Linear(C + config.question_dim, config.hidden), nn.ReLU(),
                                     nn.Linear(config.hidden, config.hidden), nn.ReLU(),
                                     nn.Linear(config.hidden, config.answers))

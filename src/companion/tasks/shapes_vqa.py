@@ -204,12 +204,18 @@ def generate(scenes: int, *, size: int = 32, radius: int = 3, seed: int = 0) -> 
     )
 
 
+def make_split(config: VQAConfig, name: str) -> VQAData:
+    """The ``"train"`` or the ``"test"`` scenes of ``config``, drawn from two different seeds."""
+    _check(config)
+    if name not in ("train", "test"):
+        raise ValueError(f"name must be 'train' or 'test', got {name!r}")
+    scenes = config.train_scenes if name == "train" else config.test_scenes
+    return generate(scenes, size=config.size, radius=config.radius, seed=2 * config.seed + (name == "test"))
+
+
 def make_splits(config: VQAConfig = VQAConfig()) -> tuple[VQAData, VQAData]:
     """``(train, test)``: scenes drawn from two different seeds, so the test scenes are new."""
-    _check(config)
-    train = generate(config.train_scenes, size=config.size, radius=config.radius, seed=2 * config.seed)
-    test = generate(config.test_scenes, size=config.size, radius=config.radius, seed=2 * config.seed + 1)
-    return train, test
+    return make_split(config, "train"), make_split(config, "test")
 
 
 def cell_pixels(pixels: torch.Tensor, grid: int) -> torch.Tensor:
