@@ -15,7 +15,7 @@ IDS = sorted(i for i in REGISTRY if i.startswith("ntm/"))
 
 
 def test_the_chapter_registers_its_exercises():
-    assert IDS == ["ntm/beta-gradient", "ntm/circular-shift", "ntm/cosine-content", "ntm/erase-add", "ntm/sharpen",
+    assert IDS == ["ntm/beta-gradient", "ntm/circular-shift", "ntm/erase-add", "ntm/focus-strength", "ntm/sharpen",
                    "ntm/symmetry"]
 
 
@@ -46,9 +46,24 @@ def test_broken_answers_get_a_message(exercise_id):
 
 
 def test_references_agree_with_the_companion():
-    for memory, key, beta in ex._content_cases():
-        ours = ntm.content_addressing(memory[None], key[None], torch.tensor([beta]))[0]
-        torch.testing.assert_close(ex._content(memory, key, beta), ours, rtol=1e-4, atol=1e-6)
+    for p, gap, N in ex._strength_cases():  # the worst case reaches p exactly at the minimal beta
+        beta = ex._min_key_strength(p, gap, N)
+        best = 1.0  # the key is e_1; row i is (cos_i, sin_i), so its cosine with the key is cos_i
+        cosines = torch.tensor([best] + [best - gap] * (N - 1), dtype=torch.float64)
+        memory = torch.stack([cosines, (1 - cosines**2).clamp_min(0).sqrt()], -1)  # (N, 2)
+        key = torch.tensor([1.0, 0.0], dtype=torch.float64)
+        w = ntm.content_addressing(memory[None], key[None], torch.tensor([beta], dtype=torch.float64))[0]
+        if beta > 0:
+            assert w[0].item() == pytest.approx(p, rel=1e-6)
+            lower = ntm.content_addressing(memory[None], key[None], torch.tensor([0.99 * beta], dtype=torch.float64))
+            assert lower[0, 0] < p
+        else:
+            assert w[0].item() >= p
+        better = memory.clone()
+        better[1:, 0] -= 0.05  # a larger gap needs no more strength: the bound is the worst case
+        better = better / better.norm(dim=-1, keepdim=True)
+        w_better = ntm.content_addressing(better[None], key[None], torch.tensor([beta], dtype=torch.float64))[0]
+        assert w_better[0] >= w[0] - 1e-12
     g = torch.Generator().manual_seed(0)
     for s, N in ex._shift_cases():
         w = torch.softmax(torch.randn(3, N, generator=g), -1)  # (3, N), three weightings
@@ -67,7 +82,7 @@ def test_beta_gradient_reference_is_the_autograd_gradient():
     for memory, key, beta in ex._beta_cases():
         b = torch.tensor(beta, dtype=torch.float64, requires_grad=True)
         m, k = memory.double(), key.double()
-        jac = torch.autograd.functional.jacobian(lambda b_: ex._content(m, k, b_) @ m, b)
+        jac = torch.autograd.functional.jacobian(lambda b_: torch.softmax(b_ * ex._cosine(m, k), 0) @ m, b)
         torch.testing.assert_close(ex._read_beta_gradient(m, k, beta), jac)
 
 

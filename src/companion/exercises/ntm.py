@@ -1,7 +1,8 @@
-"""Exercises of the chapter on neural Turing machines: cosine content addressing with a zero row,
-the circular shift as a matrix, sharpening that survives underflow (a derivation), one erase-add write by hand, and the
-gradient of a read vector with respect to the key strength beta (a derivation), and an ablation:
-a constant memory addressed with a uniform first weighting never breaks the symmetry of its rows.
+"""Exercises of the chapter on neural Turing machines: the key strength that content addressing
+needs to focus on one row (a derivation), the circular shift as a matrix, sharpening that survives
+underflow (a derivation), one erase-add write by hand, the gradient of a read vector with respect
+to the key strength beta (a derivation), and an ablation: a constant memory addressed with a
+uniform first weighting never breaks the symmetry of its rows.
 
 The reader's functions work on one head, unbatched: memory ``(N, W)``, key ``(W,)``,
 weightings ``(N,)``, shift distributions ``(2R+1,)`` over the offsets ``-R, ..., R``, scalars as
@@ -21,7 +22,7 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-# --- 1. Cosine content addressing --------------------------------------------------------
+# --- 1. How strong a key must be (a derivation) ------------------------------------------
 
 def _cosine(memory: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
     norms = memory.norm(dim=-1) * key.norm()  # (N,)
@@ -29,75 +30,85 @@ def _cosine(memory: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
     return torch.where(norms > 0, memory @ key / safe, torch.zeros_like(norms))  # (N,), 0 for a zero row
 
 
-def _content(memory, key, beta):
-    return torch.softmax(beta * _cosine(memory, key), dim=-1)
+def _min_key_strength(p: float, gap: float, N: int) -> float:
+    """The smallest beta >= 0 with w^c(best) >= p for every memory of N rows in which the best
+    row's similarity exceeds every other's by at least ``gap``."""
+    return max(0.0, math.log((N - 1) * p / (1 - p)) / gap)
 
 
-def _content_no_guard(memory, key, beta):
-    return torch.softmax(beta * (memory @ key) / (memory.norm(dim=-1) * key.norm()), dim=-1)
+def _strength_one_rival(p, gap, N):
+    return max(0.0, math.log(p / (1 - p)) / gap)
 
 
-def _content_dot(memory, key, beta):
-    return torch.softmax(beta * (memory @ key), dim=-1)
+def _strength_n_rivals(p, gap, N):
+    return max(0.0, math.log(N * p / (1 - p)) / gap)
 
 
-def _content_no_beta(memory, key, beta):
-    return torch.softmax(_cosine(memory, key), dim=-1)
+def _strength_negative(p, gap, N):
+    return math.log((N - 1) * p / (1 - p)) / gap
 
 
-def _content_normalised_sum(memory, key, beta):
-    sims = beta * _cosine(memory, key)
-    return sims / sims.sum()
+def _strength_no_complement(p, gap, N):
+    return max(0.0, math.log((N - 1) * p) / gap)
 
 
-def _content_cases():
-    g = _gen(40)
-    memory = torch.randn(6, 4, generator=g)
-    memory[2] = 0.0  # an empty row
-    big = torch.randn(8, 5, generator=g)
-    big[[0, 5]] = 0.0
-    return [
-        (torch.randn(5, 3, generator=g), torch.randn(3, generator=g), 2.0),
-        (memory, torch.randn(4, generator=g), 3.0),
-        (big, torch.randn(5, generator=g), 50.0),
-        (torch.randn(4, 4, generator=g), torch.randn(4, generator=g), 0.0),
-    ]
+def _strength_cases():
+    return [(0.9, 0.5, 8), (0.99, 0.1, 128), (0.5, 1.0, 2), (0.6, 2.0, 20), (0.3, 0.2, 10),
+            (0.05, 0.3, 4), (0.999, 0.05, 1000)]
 
 
 register(FunctionExercise(
-    id="ntm/cosine-content",
-    title="Cosine content addressing with an empty row",
-    reference=_content,
-    cases=_content_cases,
-    rtol=1e-4,
-    atol=1e-6,
+    id="ntm/focus-strength",
+    title="How strong must the key be?",
+    reference=_min_key_strength,
+    cases=_strength_cases,
+    rtol=1e-6,
+    atol=1e-9,
     mistakes=(
-        Mistake(_content_no_guard, "A row of zeros has norm 0, so its cosine is 0/0 = NaN and the softmax spreads "
-                                   "the NaN over every row. Give an all-zero row similarity 0 (divide by the "
-                                   "norms only where they are positive, or add a tiny epsilon to them)."),
-        Mistake(_content_dot, "That is the dot product, not the cosine: divide k . M(i) by ||k|| ||M(i)||, so "
-                              "that a row's length does not decide how well it matches."),
-        Mistake(_content_no_beta, "Multiply the similarities by the key strength beta before the softmax: beta "
-                                  "is the inverse temperature that makes the focus sharp or broad."),
-        Mistake(_content_normalised_sum, "Normalise with a softmax (exponentiate, then divide by the sum): cosines "
-                                         "can be negative, and dividing them by their sum does not give a "
-                                         "distribution."),
+        Mistake(_strength_one_rival, "You compared the best row with one other row. All N - 1 others take "
+                                     "weight from it: w(best) = 1 / (1 + sum over the others of "
+                                     "exp(-beta (K_best - K_j)))."),
+        Mistake(_strength_n_rivals, "Count the rivals again: the sum in the denominator runs over the N - 1 rows "
+                                    "other than the best one (its own term is the 1)."),
+        Mistake(_strength_negative, "When p is small enough, even beta = 0 (the uniform weighting, 1/N each) "
+                                    "already gives the best row at least p, and your formula turns negative. "
+                                    "The key strength cannot be negative: the answer is then 0."),
+        Mistake(_strength_no_complement, "Solve w(best) >= p for exp(beta gap) again: the inequality "
+                                         "1 / (1 + (N - 1) x) >= p gives x <= (1 - p) / ((N - 1) p), so "
+                                         "1 - p belongs in it."),
     ),
-    solution_answer="content_weights",
+    solution_answer="min_key_strength",
     solution_text=r"""
-The cosine of the key with row $i$ is $K_i = \mathbf{k}^\top \mathbf{M}(i) / (\lVert\mathbf{k}\rVert
-\lVert\mathbf{M}(i)\rVert)$. For an all-zero row both numerator and denominator vanish; the limit does not
-exist, so we *define* $K_i = 0$: an empty row is neither similar nor dissimilar to any key. Dividing only
-where the product of norms is positive (rather than adding an $\epsilon$, which also works) keeps every
-other similarity exact. The weights are then the softmax of $\beta K_i$.
+Write $K^\ast$ for the best row's similarity. Dividing the numerator and the denominator of
+{eq}`eq-ntm-content` by $e^{\beta K^\ast}$,
+
+$$
+w^c(\text{best}) = \frac{1}{1 + \sum_{j \ne \text{best}} e^{-\beta (K^\ast - K_j)}}
+\;\ge\; \frac{1}{1 + (N - 1)\, e^{-\beta \Delta}},
+$$
+
+since every gap $K^\ast - K_j$ is at least $\Delta$ and $\beta \ge 0$; the bound is reached when all
+$N - 1$ other rows sit exactly $\Delta$ below, so it is the worst case. It is at least $p$ when
+$e^{\beta\Delta} \ge (N-1)\,p/(1-p)$, that is
+
+$$
+\beta \;\ge\; \frac{1}{\Delta} \ln \frac{(N - 1)\, p}{1 - p},
+$$
+
+and $\beta = 0$ suffices when the right-hand side is negative ($p \le 1/N$: the uniform weighting already
+gives $1/N$). The required strength grows only logarithmically with the number of rows and with the odds
+$p/(1-p)$, but inversely with the gap. Cosines lie in $[-1, 1]$, so $\Delta \le 2$: a key that is
+the exact opposite of every other row needs $\beta \ge \tfrac12 \ln((N-1)p/(1-p))$, and two rows
+that differ little need a very strong key. This is why the key strength is emitted per step: a head
+that must single out one of many similar rows has to say so with a large $\beta_t$.
 """,
     solution="""
-def content_weights(memory, key, beta):
-    norms = memory.norm(dim=-1) * key.norm()  # (N,)
-    positive = norms > 0
-    safe = torch.where(positive, norms, torch.ones_like(norms))
-    sims = torch.where(positive, memory @ key / safe, torch.zeros_like(norms))
-    return torch.softmax(beta * sims, dim=0)  # (N,)
+import math
+
+
+def min_key_strength(p, gap, N):
+    # worst case: N - 1 rows exactly `gap` below the best one
+    return max(0.0, math.log((N - 1) * p / (1 - p)) / gap)
 """,
 ))
 
