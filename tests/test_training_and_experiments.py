@@ -19,7 +19,7 @@ import torch
 from companion import _fingerprint, experiments
 from companion.experiments import registry
 from companion.experiments.__main__ import main
-from companion.training import train, watch_interruptions
+from companion.training import average_state_dicts, train, watch_interruptions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,6 +99,25 @@ def test_interrupted_training_keeps_what_was_learned():
         log = train(model, loss, steps=100, lr=0.05, progress=False)
     assert log.interrupted and log.steps == 50
     assert not torch.equal(model.weight, before)
+
+
+def test_average_state_dicts():
+    torch.manual_seed(0)
+    models = [torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2)) for _ in range(3)]
+    for n, m in enumerate(models):
+        m[1].num_batches_tracked.fill_(n)
+    states = [m.state_dict() for m in models]
+    mean = average_state_dicts(states)
+    torch.testing.assert_close(mean["0.weight"], sum(m[0].weight for m in models).detach() / 3)
+    torch.testing.assert_close(mean["1.running_var"], torch.ones(2))
+    assert mean["1.num_batches_tracked"] == 2  # an integer buffer: the last state's
+    models[0].load_state_dict(mean)  # a valid state of the same model
+    with pytest.raises(ValueError, match="non-empty"):
+        average_state_dicts([])
+    with pytest.raises(ValueError, match="shape"):
+        average_state_dicts([states[0], torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)).state_dict()])
+    with pytest.raises(ValueError, match="keys"):
+        average_state_dicts([torch.nn.Linear(3, 2).state_dict(), states[0]])
 
 
 def test_watch_interruptions_sees_nested_trainings():

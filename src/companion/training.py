@@ -106,3 +106,22 @@ def smoothed(losses: list[float], window: int = 25) -> list[float]:
             total -= losses[i - window]
         out.append(total / min(i + 1, window))
     return out
+
+
+def average_state_dicts(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The entry-wise mean of several ``state_dict``s of one model (checkpoint averaging, as
+    Vaswani et al. 2017 did with their last five checkpoints). Floating-point entries are
+    averaged; others (step counters, integer buffers) are taken from the last state."""
+    if not isinstance(states, (list, tuple)) or not states:
+        raise ValueError(f"states must be a non-empty list of state_dicts, got {type(states).__name__}")
+    keys = list(states[-1])
+    for n, state in enumerate(states):
+        if list(state) != keys:
+            raise ValueError(f"state {n} has the keys {sorted(state)[:4]}..., not those of the last state")
+        for key in keys:
+            if state[key].shape != states[-1][key].shape:
+                raise ValueError(f"state {n}'s {key} has shape {tuple(state[key].shape)}, the last state's "
+                                 f"{tuple(states[-1][key].shape)}")
+    return {key: (torch.stack([s[key] for s in states]).mean(0) if states[-1][key].is_floating_point()
+                  else states[-1][key].clone())
+            for key in keys}
