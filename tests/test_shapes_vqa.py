@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from companion.tasks.shapes_vqa import (
-    ANSWERS, COLOURS, KINDS, QUESTION_DIM, RGB, SHAPES, VQAConfig, cell_pixels, generate,
+    ANSWERS, COLOURS, KINDS, QUESTION_DIM, RGB, SHAPES, VQAConfig, attention_profile, cell_pixels, generate,
     make_splits, question_vector, target_cells,
 )
 
@@ -117,3 +117,26 @@ def test_bad_config():
         make_splits(VQAConfig(train_scenes=0))
     with pytest.raises(TypeError, match="config"):
         make_splits({"size": 32})
+
+
+def test_attention_profile_of_an_oracle_and_a_uniform_look():
+    data = generate(3, seed=5)
+    named = target_cells(data, 8).float()  # (90, 64)
+    oracle = attention_profile(named / named.sum(-1, keepdim=True), data)
+    assert sorted(oracle) == list(range(len(KINDS)))
+    for row in oracle.values():  # all weight on the named object: on an object, a few cells
+        assert row["named"] == pytest.approx(1.0) and row["objects"] == pytest.approx(1.0)
+        assert 1 <= row["cells"] <= 9
+    uniform = attention_profile(torch.full((len(data), 64), 1 / 64), data)
+    on_objects = cell_pixels(data.object_pixels, 8).any(1).float().mean().item()  # share of object cells
+    for row in uniform.values():
+        assert row["cells"] == pytest.approx(64.0) and row["objects"] == pytest.approx(on_objects)
+    one = torch.zeros(len(data), 64)
+    one[:, 0] = 1.0  # one cell each: e^0 = 1 effective cell
+    assert all(row["cells"] == pytest.approx(1.0) for row in attention_profile(one, data).values())
+    with pytest.raises(ValueError, match="weights"):
+        attention_profile(torch.ones(5, 64), data)
+    with pytest.raises(ValueError, match="square"):
+        attention_profile(torch.ones(len(data), 60), data)
+    with pytest.raises(TypeError, match="data"):
+        attention_profile(torch.ones(len(data), 64), "scenes")

@@ -21,7 +21,10 @@ figures are in ``tests/test_experiments_vqa.py``). Metrics, on held-out scenes:
 - ``accuracy``, ``accuracy_nonrelational``, ``accuracy_relational``;
 - for the attention models, ``attention_on_target``: the mean attention mass on the cells of
   the object a non-relational question is about (for the hard model: the probability it gives
-  those cells; ``choice_on_target`` is how often the cell it reads is one of them).
+  those cells; ``choice_on_target`` is how often the cell it reads is one of them);
+- for the attention models, per kind ``k`` of question, ``attention_named_kind_k``,
+  ``attention_objects_kind_k`` and ``attention_cells_kind_k``: the weight on the named object, on
+  any object, and the effective number of cells read (:func:`~companion.tasks.shapes_vqa.attention_profile`).
 """
 
 from __future__ import annotations
@@ -36,7 +39,15 @@ import torch.nn.functional as F
 from .. import _validate
 from ..hard import reinforce_surrogate
 from ..image_attention import ESTIMATORS, VQA_KINDS, VQAModel, VQAModelConfig, build_model, check_config
-from ..tasks.shapes_vqa import ANSWERS, QUESTION_DIM, VQAConfig, VQAData, cell_pixels, make_splits, target_cells
+from ..tasks.shapes_vqa import (
+    ANSWERS,
+    QUESTION_DIM,
+    VQAConfig,
+    VQAData,
+    attention_profile,
+    make_splits,
+    target_cells,
+)
 from ..training import train
 from .registry import register
 
@@ -161,38 +172,9 @@ def evaluate(model: VQAModel, data: VQAData, batch_scenes: int = 100) -> dict:
         out["attention_on_target"] = on[~rel].double().mean().item()
         chosen = target.gather(1, w.argmax(-1, keepdim=True)).squeeze(1)  # (N,)
         out["choice_on_target"] = chosen[~rel].double().mean().item()
-    return out
-
-
-@torch.no_grad()
-def where_it_looks(model: VQAModel, data: VQAData, batch_scenes: int = 100) -> dict[int, dict]:
-    """Where an attention model's weights go, per kind of question (an index into ``KINDS``):
-
-    - ``named``: the mean weight on the cells of the object the question names;
-    - ``objects``: the mean weight on the cells of any object (the rest is empty background);
-    - ``cells``: the effective number of cells read, ``exp`` of the weights' entropy (1 for one
-      cell, ``G*G`` for uniform weights), averaged over the questions.
-    """
-    model.eval()
-    weights = []
-    for start in range(0, len(data.images), batch_scenes):
-        images, questions, scene, _ = scene_batch(data, torch.arange(start, min(start + batch_scenes,
-                                                                                 len(data.images))))
-        w = model(images, questions, scene)[1]
-        if w is None:
-            raise ValueError(f"where_it_looks needs an attention model; {type(model).__name__} has no weights")
-        weights.append(w)
-    w = torch.cat(weights)  # (N, G*G)
-    grid = int(round(math.sqrt(w.shape[1])))
-    every = cell_pixels(data.object_pixels, grid)[data.scene]  # (N, n_objects, G*G)
-    named = target_cells(data, grid)  # (N, G*G)
-    entropy = -(w * torch.log(w.clamp_min(1e-12))).sum(-1)  # (N,)
-    out = {}
-    for k in data.kind.unique().tolist():
-        rows = data.kind == k
-        out[k] = {"named": (w * named)[rows].sum(-1).mean().item(),
-                  "objects": (w * every.any(1))[rows].sum(-1).mean().item(),
-                  "cells": entropy[rows].exp().mean().item()}
+        for k, row in attention_profile(w, data).items():  # where the weights go, per kind
+            for name, value in row.items():
+                out[f"attention_{name}_kind_{k}"] = value
     return out
 
 

@@ -240,3 +240,34 @@ def target_cells(data: VQAData, grid: int) -> torch.Tensor:
         raise TypeError(f"data must be a VQAData, got {type(data).__name__}")
     pixels = data.object_pixels[data.scene, data.about]  # (N, H, W)
     return cell_pixels(pixels, grid)
+
+
+def attention_profile(weights: torch.Tensor, data: VQAData) -> dict[int, dict[str, float]]:
+    """Where attention weights over a ``G x G`` grid go, per kind of question (index into ``KINDS``).
+
+    ``weights (N, G*G)``, one row per question of ``data`` in its order. For each kind:
+
+    - ``named``: the mean weight on the cells of the object the question names;
+    - ``objects``: the mean weight on the cells of any object (the rest is empty background);
+    - ``cells``: the effective number of cells read, ``exp`` of the weights' entropy (1 for one
+      cell, ``G*G`` for uniform weights), averaged over the questions.
+    """
+    if not isinstance(data, VQAData):
+        raise TypeError(f"data must be a VQAData, got {type(data).__name__}")
+    if not isinstance(weights, torch.Tensor) or not weights.is_floating_point() or weights.dim() != 2 \
+            or weights.shape[0] != len(data):
+        raise ValueError(f"weights must be a float tensor (N, G*G) with N = {len(data)} questions, got "
+                         f"{getattr(weights, 'dtype', type(weights))} {tuple(getattr(weights, 'shape', ()))}")
+    grid = int(round(weights.shape[1] ** 0.5))
+    if grid * grid != weights.shape[1]:
+        raise ValueError(f"weights must cover a square grid of cells, got {weights.shape[1]} cells")
+    every = cell_pixels(data.object_pixels, grid).any(1)[data.scene]  # (N, G*G) any object
+    named = target_cells(data, grid)  # (N, G*G)
+    entropy = -(weights * torch.log(weights.clamp_min(1e-12))).sum(-1)  # (N,)
+    out = {}
+    for k in data.kind.unique().tolist():
+        rows = data.kind == k
+        out[k] = {"named": (weights * named)[rows].sum(-1).mean().item(),
+                  "objects": (weights * every)[rows].sum(-1).mean().item(),
+                  "cells": entropy[rows].exp().mean().item()}
+    return out
