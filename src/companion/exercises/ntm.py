@@ -97,9 +97,9 @@ $$
 
 and $\beta = 0$ suffices when the right-hand side is negative ($p \le 1/N$: the uniform weighting already
 gives $1/N$). The required strength grows only logarithmically with the number of rows and with the odds
-$p/(1-p)$, but inversely with the gap. Cosines lie in $[-1, 1]$, so $\Delta \le 2$: a key that is
-the exact opposite of every other row needs $\beta \ge \tfrac12 \ln((N-1)p/(1-p))$, and two rows
-that differ little need a very strong key. This is why the key strength is emitted per step: a head
+$p/(1-p)$, but inversely with the gap. Cosines lie in $[-1, 1]$, so $\Delta \le 2$, reached when the
+best row points along the key and every other row against it; even then $\beta$ must reach
+$\tfrac12 \ln((N-1)p/(1-p))$, and rows whose similarities differ little need a very strong key. This is why the key strength is emitted per step: a head
 that must single out one of many similar rows has to say so with a large $\beta_t$.
 """,
     solution="""
