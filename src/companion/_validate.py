@@ -123,3 +123,12 @@ def non_negative_int(value, name: str) -> int:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     return value
 
+
+
+def generator(rng, name: str = "rng") -> torch.Generator:
+    """An integer seed becomes a fresh seeded ``torch.Generator``; a generator is used as it is."""
+    if isinstance(rng, torch.Generator):
+        return rng
+    if isinstance(rng, int) and not isinstance(rng, bool):
+        return torch.Generator().manual_seed(rng)
+    raise TypeError(f"{name} must be an integer seed or a torch.Generator, got {type(rng).__name__}")

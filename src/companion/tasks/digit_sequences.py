@@ -23,7 +23,7 @@ import torch
 
 from .. import _validate
 # The numerals and markers of the toy translation task's target side, and its reader of them.
-from .toy_translation import BOS, EOS, PAD
+from .toy_translation import BOS, EOS, PAD, held_out_digit_rows
 from .toy_translation import TARGET_VOCAB as VOCAB
 from .toy_translation import target_text as text  # readable digits of a row of ids, to <eos>
 
@@ -108,20 +108,10 @@ def make_splits(config: DigitTaskConfig = DigitTaskConfig()) -> tuple[Split, Spl
     """``(train, test)``: uniform lengths and uniform digits, generated from ``config.seed``."""
     if not isinstance(config, DigitTaskConfig):
         raise TypeError(f"config must be a DigitTaskConfig, got {type(config).__name__}")
-    g = torch.Generator().manual_seed(config.seed)
-    test_rows, seen = [], set()
-    for L in range(config.min_length, config.test_max_length + 1):
+    test_lengths = range(config.min_length, config.test_max_length + 1)
+    for L in test_lengths:
         if 10 ** L < 2 * config.test_per_length:
             raise ValueError(f"only {10 ** L} sequences of length {L}: lower test_per_length or raise min_length")
-        count = 0
-        while count < config.test_per_length:
-            row = tuple(torch.randint(0, 10, (L,), generator=g).tolist())
-            if row not in seen:
-                seen.add(row)
-                test_rows.append(list(row))
-                count += 1
-    lengths = torch.randint(config.min_length, config.max_length + 1, (config.train_size,), generator=g)
-    digits = torch.randint(0, 10, (config.train_size, config.max_length), generator=g)
-    train_rows = [row for row in (digits[n, :int(L)].tolist() for n, L in enumerate(lengths))
-                  if tuple(row) not in seen]
+    train_rows, test_rows = held_out_digit_rows(config.seed, test_lengths, config.test_per_length,
+                                                config.train_size, config.min_length, config.max_length)
     return encode(train_rows, config.task), encode(test_rows, config.task)

@@ -41,12 +41,7 @@ def make_batch(size: int, length: int, vocab: int = 16, markers: int = 4, marker
         raise ValueError(f"markers must be in 2 .. vocab-1 = {vocab - 1}, got markers={markers}")
     if isinstance(marker_rate, bool) or not isinstance(marker_rate, (int, float)) or not 0 < marker_rate < 1:
         raise ValueError(f"marker_rate must be a number in (0, 1), got {marker_rate!r}")
-    if isinstance(rng, torch.Generator):
-        generator = rng
-    elif isinstance(rng, int) and not isinstance(rng, bool):
-        generator = torch.Generator().manual_seed(rng)
-    else:
-        raise TypeError(f"rng must be an integer seed or a torch.Generator, got {type(rng).__name__}")
+    generator = _validate.generator(rng, "rng")
     is_marker = torch.rand(size, length, generator=generator) < marker_rate  # (N, L)
     marker_ids = torch.randint(0, markers, (size, length), generator=generator)  # (N, L)
     filler_ids = torch.randint(markers, vocab, (size, length), generator=generator)  # (N, L)

@@ -133,20 +133,32 @@ def make_splits(config: TaskConfig = TaskConfig()) -> tuple[Split, Split]:
     sentences equal to a test sentence are dropped, so the test split is truly held out.
     """
     _check(config)
-    g = torch.Generator().manual_seed(config.seed)
-    test_rows, seen = [], set()
     for L in range(config.min_length, config.max_length + 1):
+        if 10**L <= config.test_per_length:
+            raise ValueError(f"only {10**L} sentences of length {L}; lower test_per_length")
+    train_rows, test_rows = held_out_digit_rows(config.seed, range(config.min_length, config.max_length + 1),
+                                                config.test_per_length, config.train_size,
+                                                config.min_length, config.max_length)
+    return encode(train_rows), encode(test_rows)
+
+
+def held_out_digit_rows(seed: int, test_lengths, per_length: int, train_size: int, min_length: int,
+                        max_length: int) -> tuple[list[list[int]], list[list[int]]]:
+    """``(train_rows, test_rows)`` of uniform digits: ``per_length`` distinct test rows of each of
+    ``test_lengths``, then ``train_size`` rows of uniform lengths in ``[min_length, max_length]``
+    with every row equal to a test row dropped (so the test rows are truly held out)."""
+    g = torch.Generator().manual_seed(seed)
+    test_rows, seen = [], set()
+    for L in test_lengths:
         count = 0
-        while count < config.test_per_length:
+        while count < per_length:
             row = tuple(torch.randint(0, 10, (L,), generator=g).tolist())
             if row not in seen:
                 seen.add(row)
                 test_rows.append(list(row))
                 count += 1
-            elif 10**L <= config.test_per_length:
-                raise ValueError(f"only {10**L} sentences of length {L}; lower test_per_length")
-    lengths = torch.randint(config.min_length, config.max_length + 1, (config.train_size,), generator=g)
-    digits = torch.randint(0, 10, (config.train_size, config.max_length), generator=g)
-    train_rows = [row for row in (digits[n, : int(L)].tolist() for n, L in enumerate(lengths))
+    lengths = torch.randint(min_length, max_length + 1, (train_size,), generator=g)
+    digits = torch.randint(0, 10, (train_size, max_length), generator=g)
+    train_rows = [row for row in (digits[n, :int(L)].tolist() for n, L in enumerate(lengths))
                   if tuple(row) not in seen]
-    return encode(train_rows), encode(test_rows)
+    return train_rows, test_rows

@@ -36,12 +36,7 @@ def make_batch(size: int, length: int, vocab: int, lags=(1, 4), rng=0):
     if vocab < 2:
         raise ValueError(f"vocab must be at least 2, got {vocab}")
     a, b = check_lags(lags, length)
-    if isinstance(rng, torch.Generator):
-        generator = rng
-    elif isinstance(rng, int) and not isinstance(rng, bool):
-        generator = torch.Generator().manual_seed(rng)
-    else:
-        raise TypeError(f"rng must be an integer seed or a torch.Generator, got {type(rng).__name__}")
+    generator = _validate.generator(rng, "rng")
     tokens = torch.randint(0, vocab, (size, length), generator=generator)  # (N, L)
     targets = torch.full_like(tokens, IGNORE)  # (N, L)
     start = max(a, b)
